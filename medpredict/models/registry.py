@@ -1,0 +1,66 @@
+"""Name -> estimator factories, so a study spec can name any model.
+
+A factory takes ``seed`` (int), ``class_weight`` ("balanced" or None) and the model's
+keyword parameters from the spec, and returns an unfitted scikit-learn classifier.
+Modules that add models register them on import; :func:`make_model` imports every
+built-in model module first so names resolve whatever was imported before.
+
+Examples
+--------
+>>> from medpredict.models import make_model
+>>> make_model("logistic_regression", seed=0).__class__.__name__
+'LogisticRegression'
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from sklearn.base import ClassifierMixin
+
+Factory = Callable[..., ClassifierMixin]
+_FACTORIES: dict[str, Factory] = {}
+_DESCRIPTIONS: dict[str, str] = {}
+_BUILTIN_MODULES = ("medpredict.models.classical",)
+_OPTIONAL_MODULES = ("medpredict.models.deep", "medpredict.models.hybrid")
+
+
+def register_model(name: str, description: str = "") -> Callable[[Factory], Factory]:
+    """Decorator registering ``factory`` under ``name``."""
+
+    def decorate(factory: Factory) -> Factory:
+        _FACTORIES[name] = factory
+        _DESCRIPTIONS[name] = description or (factory.__doc__ or "").strip().split("\n")[0]
+        return factory
+
+    return decorate
+
+
+def _load_builtin() -> None:
+    for module in _BUILTIN_MODULES:
+        importlib.import_module(module)
+    for module in _OPTIONAL_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name != module:
+                raise
+
+
+def available_models() -> dict[str, str]:
+    """Registered model names with a one-line description each."""
+    _load_builtin()
+    return dict(sorted(_DESCRIPTIONS.items()))
+
+
+def make_model(
+    name: str, seed: int = 0, class_weight: str | None = None, **params: Any
+) -> ClassifierMixin:
+    """Build the unfitted estimator registered as ``name``."""
+    _load_builtin()
+    if name not in _FACTORIES:
+        known = ", ".join(sorted(_FACTORIES))
+        raise ValueError(f"unknown model {name!r}; expected one of: {known}")
+    return _FACTORIES[name](seed=seed, class_weight=class_weight, **params)
