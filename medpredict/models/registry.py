@@ -2,6 +2,10 @@
 
 A factory takes ``seed`` (int), ``class_weight`` ("balanced" or None) and the model's
 keyword parameters from the spec, and returns an unfitted scikit-learn classifier.
+By default the study runner puts the tabular preprocessor (imputation with missing
+indicators, scaling, one-hot encoding) in front of the model; a model registered with
+``raw_input=True`` receives the cohort's feature columns as a pandas DataFrame instead
+and does its own preprocessing inside ``fit`` (e.g. categorical embeddings).
 Modules that add models register them on import; :func:`make_model` imports every
 built-in model module first so names resolve whatever was imported before.
 
@@ -23,15 +27,23 @@ from sklearn.base import ClassifierMixin
 Factory = Callable[..., ClassifierMixin]
 _FACTORIES: dict[str, Factory] = {}
 _DESCRIPTIONS: dict[str, str] = {}
+_RAW_INPUT: set[str] = set()
 _BUILTIN_MODULES = ("medpredict.models.classical",)
 _OPTIONAL_MODULES = ("medpredict.models.deep", "medpredict.models.hybrid")
 
 
-def register_model(name: str, description: str = "") -> Callable[[Factory], Factory]:
-    """Decorator registering ``factory`` under ``name``."""
+def register_model(
+    name: str, description: str = "", raw_input: bool = False
+) -> Callable[[Factory], Factory]:
+    """Decorator registering ``factory`` under ``name``.
+
+    ``raw_input=True`` marks a model that takes the raw feature DataFrame.
+    """
 
     def decorate(factory: Factory) -> Factory:
         _FACTORIES[name] = factory
+        if raw_input:
+            _RAW_INPUT.add(name)
         _DESCRIPTIONS[name] = description or (factory.__doc__ or "").strip().split("\n")[0]
         return factory
 
@@ -53,6 +65,12 @@ def available_models() -> dict[str, str]:
     """Registered model names with a one-line description each."""
     _load_builtin()
     return dict(sorted(_DESCRIPTIONS.items()))
+
+
+def takes_raw_input(name: str) -> bool:
+    """Whether the model registered as ``name`` does its own preprocessing."""
+    _load_builtin()
+    return name in _RAW_INPUT
 
 
 def make_model(
