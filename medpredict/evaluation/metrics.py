@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 
 _EPS = 1e-12
+HIGHER_IS_BETTER = {"auroc": True, "auprc": True, "macro_f1": True, "accuracy": True,
+                    "brier": False, "log_loss": False, "ece": False}
 
 
 def _ranked_counts(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -50,6 +52,12 @@ def average_precision(y: np.ndarray, p: np.ndarray) -> float:
 def brier(y: np.ndarray, p: np.ndarray) -> float:
     """Mean squared difference between predicted risk and outcome."""
     return float(np.mean((p - y) ** 2))
+
+
+def log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    """Mean negative log-likelihood of the outcomes under the predicted risks."""
+    p = np.clip(p, 1e-15, 1 - 1e-15)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -144,6 +152,7 @@ def binary_metrics(
         "auroc": auroc(y, p),
         "auprc": average_precision(y, p),
         "brier": brier(y, p),
+        "log_loss": log_loss(y, p),
         "calibration_intercept": intercept,
         "calibration_slope": slope,
         "ece": expected_calibration_error(y, p),

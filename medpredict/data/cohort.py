@@ -1,0 +1,288 @@
+"""From a raw table and a study spec to a checked Cohort: features, outcome, roles.
+
+Every check names the column or rows at fault. Rows are never dropped silently:
+rows without an outcome are excluded from modelling and listed in the cohort's
+data-quality record, which the report shows.
+
+Examples
+--------
+>>> from medpredict.spec import parse_spec
+>>> spec = parse_spec({"name": "pima", "data": {"dataset": "pima_tr"},
+...                    "target": "type", "positive_class": "Yes"})
+>>> cohort = build_cohort(load_table(spec), spec)
+>>> cohort.X.shape, int(cohort.y.sum())
+((200, 7), 68)
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from medpredict.data.errors import DataError, DataWarning, describe_rows
+from medpredict.data.loading import read_table
+from medpredict.data.schema import Schema
+from medpredict.evaluation.metrics import auroc
+from medpredict.spec import StudySpec
+
+
+@dataclass
+class DataQuality:
+    """What happened to the rows and columns on the way in."""
+
+    rows_in: int
+    rows_used: int
+    excluded_rows: dict[str, list[int]] = field(default_factory=dict)
+    excluded_columns: dict[str, str] = field(default_factory=dict)
+    missingness: dict[str, float] = field(default_factory=dict)
+    class_counts: dict[str, int] = field(default_factory=dict)
+    events_per_variable: float = float("nan")
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+@dataclass
+class Cohort:
+    """One row per sample with typed features and the columns' roles."""
+
+    X: pd.DataFrame
+    y: np.ndarray
+    classes: list[Any]
+    schema: Schema
+    quality: DataQuality
+    groups: np.ndarray | None = None
+    times: pd.Series | None = None
+    sites: pd.Series | None = None
+    sensitive: pd.DataFrame | None = None
+    row_numbers: np.ndarray = field(default_factory=lambda: np.array([], dtype=int))
+
+    @property
+    def positive_class(self) -> Any:
+        return self.classes[-1]
+
+
+def load_table(spec: StudySpec) -> pd.DataFrame:
+    """The development table named by ``spec.data``."""
+    return read_table(spec.data)
+
+
+def _require_columns(frame: pd.DataFrame, spec: StudySpec) -> None:
+    roles = {
+        "target": [spec.target],
+        "id_column": [spec.id_column],
+        "patient_column": [spec.patient_column],
+        "time_column": [spec.time_column],
+        "site_column": [spec.site_column],
+        "sensitive_attributes": spec.sensitive_attributes,
+        "features": list(spec.features or {}),
+    }
+    for role, names in roles.items():
+        absent = [n for n in names if n is not None and n not in frame.columns]
+        if absent:
+            raise DataError(
+                f"{role} column(s) {', '.join(map(repr, absent))} not found in the data; "
+                f"available columns: {', '.join(map(str, frame.columns))}"
+            )
+
+
+def _encode_target(
+    target: pd.Series, spec: StudySpec, classes: list[Any] | None = None
+) -> tuple[np.ndarray, list[Any]]:
+    values = target.unique().tolist()
+    if classes is not None:
+        unknown = [v for v in values if v not in classes]
+        if unknown:
+            raise DataError(
+                f"target {spec.target!r} holds {unknown[:5]} not seen in development classes {classes}"
+            )
+    elif spec.task == "binary":
+        if len(values) < 2:
+            raise DataError(
+                f"target {spec.target!r} has a single class ({values[0]!r}); a binary study needs two"
+            )
+        if len(values) > 2:
+            raise DataError(
+                f"target {spec.target!r} has {len(values)} classes "
+                f"({', '.join(map(repr, sorted(values, key=str)[:6]))}) but the task is binary; "
+                "set task: multiclass or recode the outcome"
+            )
+        positive = spec.positive_class
+        if positive is None:
+            positive = sorted(values, key=str)[-1]
+        matches = [v for v in values if v == positive or str(v) == str(positive)]
+        if not matches:
+            raise DataError(
+                f"positive_class {positive!r} is not a value of target {spec.target!r}; "
+                f"values are {sorted(values, key=str)}"
+            )
+        classes = [v for v in values if v != matches[0]] + matches
+    else:
+        if len(values) < 2:
+            raise DataError(f"target {spec.target!r} has a single class ({values[0]!r})")
+        classes = sorted(values, key=str)
+    index = {c: i for i, c in enumerate(classes)}
+    return target.map(index).to_numpy(dtype=int), classes
+
+
+def _feature_columns(frame: pd.DataFrame, spec: StudySpec) -> list[str]:
+    if spec.features:
+        return list(spec.features)
+    reserved = {spec.target, spec.id_column, spec.patient_column, spec.time_column, spec.site_column}
+    reserved |= set(spec.exclude)
+    if not spec.use_sensitive_as_features:
+        reserved |= set(spec.sensitive_attributes)
+    return [c for c in frame.columns if c not in reserved]
+
+
+def _check_uninformative(
+    X: pd.DataFrame, schema: Schema, quality: DataQuality
+) -> list[str]:
+    """Drop all-missing or constant inferred columns (reported); refuse declared ones."""
+    keep = []
+    for f in schema.features:
+        column = X[f.name]
+        problem = None
+        if column.isna().all():
+            problem = "every value is missing"
+        elif column.nunique(dropna=True) == 1 and not column.isna().any():
+            problem = f"every value is {column.dropna().iloc[0]!r} (constant)"
+        if problem is None:
+            keep.append(f.name)
+        elif not f.inferred:
+            raise DataError(f"feature column {f.name!r} carries no information: {problem}")
+        else:
+            quality.excluded_columns[f.name] = problem
+            quality.warnings.append(f"column {f.name!r} left out: {problem}")
+    return keep
+
+
+def _check_leakage(X: pd.DataFrame, y: np.ndarray, schema: Schema, limit: float) -> list[str]:
+    """Warn about single features that separate the outcome almost perfectly."""
+    found = []
+    if len(np.unique(y)) != 2:
+        return found
+    for f in schema.features:
+        column = X[f.name]
+        if f.kind in ("numeric", "boolean"):
+            score = column.fillna(column.median()).to_numpy(dtype=float)
+        elif f.kind == "categorical":
+            rate = pd.Series(y).groupby(column.fillna("<missing>").to_numpy()).mean()
+            score = column.fillna("<missing>").map(rate).to_numpy(dtype=float)
+        else:
+            continue
+        value = auroc(y.astype(float), score)
+        value = max(value, 1 - value)
+        if value >= limit:
+            message = (
+                f"column {f.name!r} alone predicts the target with AUROC {value:.3f}: "
+                "check that it is not recorded after, or derived from, the outcome (leakage)"
+            )
+            warnings.warn(message, DataWarning, stacklevel=3)
+            found.append(message)
+    return found
+
+
+def build_cohort(frame: pd.DataFrame, spec: StudySpec) -> Cohort:
+    """Check ``frame`` against ``spec`` and split it into features, outcome and roles."""
+    _require_columns(frame, spec)
+    quality = DataQuality(rows_in=len(frame), rows_used=len(frame))
+
+    missing_target = np.flatnonzero(frame[spec.target].isna().to_numpy())
+    if missing_target.size:
+        rows = (missing_target + 1).tolist()
+        quality.excluded_rows["target missing"] = rows
+        quality.warnings.append(
+            f"{len(rows)} row(s) have no value for target {spec.target!r} and are excluded "
+            f"from modelling: {describe_rows(rows)}"
+        )
+    kept = frame.drop(index=frame.index[missing_target])
+    quality.rows_used = len(kept)
+
+    if spec.id_column:
+        duplicated = kept[spec.id_column].duplicated(keep=False)
+        if duplicated.any():
+            ids = kept.loc[duplicated, spec.id_column].unique()[:5].tolist()
+            rows = (np.flatnonzero(duplicated.to_numpy()) + 1).tolist()
+            raise DataError(
+                f"id column {spec.id_column!r} must be unique but {ids} repeat "
+                f"({describe_rows(rows)}); use patient_column for repeated patients"
+            )
+    for role in ("patient_column", "site_column"):
+        column = getattr(spec, role)
+        if column and kept[column].isna().any():
+            rows = (np.flatnonzero(kept[column].isna().to_numpy()) + 1).tolist()
+            raise DataError(f"{role} {column!r} is missing in {describe_rows(rows)}")
+
+    y, classes = _encode_target(kept[spec.target], spec)
+    columns = _feature_columns(kept, spec)
+    if not columns:
+        raise DataError("no feature columns left: declare features or check exclude")
+    schema = Schema.infer(kept[columns], declared=spec.features)
+    X = schema.coerce(kept[columns])
+    keep = _check_uninformative(X, schema, quality)
+    schema = Schema([f for f in schema.features if f.name in keep])
+    X = X[keep]
+    quality.warnings += _check_leakage(X, y, schema, spec.leakage_auroc)
+
+    times = None
+    if spec.time_column:
+        times = pd.to_datetime(kept[spec.time_column], errors="coerce")
+        bad = times.isna() & kept[spec.time_column].notna()
+        if bad.any() or times.isna().any():
+            rows = (np.flatnonzero(times.isna().to_numpy()) + 1).tolist()
+            raise DataError(
+                f"time column {spec.time_column!r} has missing or unparseable dates in "
+                f"{describe_rows(rows)}; expected ISO dates such as 2024-03-31"
+            )
+
+    counts = np.bincount(y, minlength=len(classes))
+    quality.class_counts = {str(c): int(n) for c, n in zip(classes, counts, strict=True)}
+    quality.missingness = {c: float(X[c].isna().mean()) for c in X.columns}
+    parameters = sum(
+        len(f.categories) - 1 if f.kind == "categorical" else 1 for f in schema.features
+    )
+    quality.events_per_variable = float(counts.min() / max(parameters, 1))
+
+    return Cohort(
+        X=X.reset_index(drop=True),
+        y=y,
+        classes=classes,
+        schema=schema,
+        quality=quality,
+        groups=kept[spec.patient_column].to_numpy() if spec.patient_column else None,
+        times=times.reset_index(drop=True) if times is not None else None,
+        sites=kept[spec.site_column].reset_index(drop=True) if spec.site_column else None,
+        sensitive=kept[spec.sensitive_attributes].reset_index(drop=True)
+        if spec.sensitive_attributes
+        else None,
+        row_numbers=kept.index.to_numpy() + 1,
+    )
+
+
+def build_external(frame: pd.DataFrame, spec: StudySpec, cohort: Cohort) -> Cohort:
+    """Check an external validation table against the development cohort's schema."""
+    _require_columns(frame, spec.model_copy(update={"features": None}))
+    missing = np.flatnonzero(frame[spec.target].isna().to_numpy())
+    quality = DataQuality(rows_in=len(frame), rows_used=len(frame) - missing.size)
+    if missing.size:
+        quality.excluded_rows["target missing"] = (missing + 1).tolist()
+    kept = frame.drop(index=frame.index[missing])
+    y, _ = _encode_target(kept[spec.target], spec, classes=cohort.classes)
+    X = cohort.schema.validate(kept, extra="ignore")
+    return Cohort(
+        X=X.reset_index(drop=True),
+        y=y,
+        classes=cohort.classes,
+        schema=cohort.schema,
+        quality=quality,
+        sensitive=kept[spec.sensitive_attributes].reset_index(drop=True)
+        if spec.sensitive_attributes
+        else None,
+        row_numbers=kept.index.to_numpy() + 1,
+    )

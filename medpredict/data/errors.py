@@ -1,0 +1,20 @@
+"""Errors and warnings about a user's data, each naming the column or rows at fault."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class DataError(ValueError):
+    """The data cannot be used as given; the message says where and what was expected."""
+
+
+class DataWarning(UserWarning):
+    """The data can be used, but something deserves a look (e.g. a likely leak)."""
+
+
+def describe_rows(rows: Sequence[int], limit: int = 10) -> str:
+    """``"rows 3, 17, 42"`` (1-based file row numbers), shortened past ``limit``."""
+    shown = ", ".join(str(r) for r in rows[:limit])
+    more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
+    return f"row{'s' if len(rows) > 1 else ''} {shown}{more}"

@@ -1,0 +1,159 @@
+"""Feature kinds: inferred from data, enforced on every table a model sees.
+
+The schema saved with a model is what a prediction input must match: the same
+columns, numbers that parse, categories the model knows (unknown categories are
+allowed, and reported, because the encoder ignores them safely).
+
+Examples
+--------
+>>> import pandas as pd
+>>> frame = pd.DataFrame({"age": [50, 61], "sex": ["F", "M"]})
+>>> schema = Schema.infer(frame)
+>>> [(f.name, f.kind) for f in schema.features]
+[('age', 'numeric'), ('sex', 'categorical')]
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from medpredict.data.errors import DataError, describe_rows
+
+_MAX_CATEGORIES = 50
+_TEXT_MIN_MEAN_LENGTH = 40
+
+
+@dataclass
+class Feature:
+    """One predictor column."""
+
+    name: str
+    kind: str
+    dtype: str = ""
+    categories: list[Any] = field(default_factory=list)
+    min: float | None = None
+    max: float | None = None
+    inferred: bool = True
+
+
+def _numeric_or_error(column: pd.Series, name: str) -> pd.Series:
+    """Parse ``column`` as numbers; raise naming the rows that do not parse."""
+    if pd.api.types.is_bool_dtype(column):
+        return column.astype(float)
+    if pd.api.types.is_numeric_dtype(column):
+        return column.astype(float)
+    parsed = pd.to_numeric(column, errors="coerce")
+    bad = column.notna() & parsed.isna()
+    if bad.any():
+        rows = (np.flatnonzero(bad.to_numpy()) + 1).tolist()
+        examples = ", ".join(repr(v) for v in column[bad].unique()[:3])
+        raise DataError(
+            f"column {name!r} should hold numbers but {describe_rows(rows)} "
+            f"(data row numbers, 1-based) hold {examples}"
+        )
+    return parsed.astype(float)
+
+
+def infer_kind(column: pd.Series) -> str:
+    """Guess a column's kind: boolean, numeric, categorical or text."""
+    values = column.dropna()
+    if pd.api.types.is_bool_dtype(column) or (
+        len(values) and set(values.unique()) <= {True, False} and column.dtype == object
+    ):
+        return "boolean"
+    if pd.api.types.is_numeric_dtype(column):
+        return "numeric"
+    parsed = pd.to_numeric(values, errors="coerce")
+    if len(values) and parsed.notna().mean() >= 0.9:
+        return "numeric"
+    as_text = values.astype(str)
+    if as_text.nunique() > _MAX_CATEGORIES and as_text.str.len().mean() >= _TEXT_MIN_MEAN_LENGTH:
+        return "text"
+    return "categorical"
+
+
+@dataclass
+class Schema:
+    """The predictor columns a model was trained on, in order."""
+
+    features: list[Feature]
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    def kinds(self) -> dict[str, list[str]]:
+        """Column names grouped by kind, in schema order."""
+        grouped: dict[str, list[str]] = {}
+        for f in self.features:
+            grouped.setdefault(f.kind, []).append(f.name)
+        return grouped
+
+    @classmethod
+    def infer(cls, frame: pd.DataFrame, declared: dict[str, str] | None = None) -> Schema:
+        """Build a schema from ``frame``; ``declared`` kinds override inference."""
+        declared = declared or {}
+        features = []
+        for name in frame.columns:
+            kind = declared.get(name) or infer_kind(frame[name])
+            features.append(Feature(name=name, kind=kind, inferred=name not in declared))
+        schema = cls(features)
+        coerced = schema.coerce(frame)
+        for f in schema.features:
+            column = coerced[f.name]
+            f.dtype = str(column.dtype)
+            if f.kind in ("numeric", "boolean") and column.notna().any():
+                f.min, f.max = float(column.min()), float(column.max())
+            if f.kind == "categorical":
+                f.categories = sorted(column.dropna().unique().tolist(), key=str)
+        return schema
+
+    def coerce(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Return ``frame``'s schema columns with numbers parsed and categories as text."""
+        out = {}
+        for f in self.features:
+            column = frame[f.name]
+            if f.kind in ("numeric", "boolean"):
+                out[f.name] = _numeric_or_error(column, f.name)
+            elif f.kind == "categorical":
+                out[f.name] = column.astype("string").astype(object).where(column.notna(), np.nan)
+            else:
+                out[f.name] = column
+        return pd.DataFrame(out, index=frame.index)
+
+    def validate(self, frame: pd.DataFrame, extra: str = "error") -> pd.DataFrame:
+        """Check a prediction input against the schema and coerce it.
+
+        Parameters
+        ----------
+        frame : the new rows.
+        extra : ``"error"`` refuses columns the model does not know; ``"ignore"`` keeps
+            them out of the model (e.g. an id column carried through).
+
+        Raises
+        ------
+        DataError
+            Naming every missing column, every unexpected column (with ``extra="error"``)
+            and any column whose values do not parse.
+        """
+        missing = [n for n in self.names if n not in frame.columns]
+        unexpected = [c for c in frame.columns if c not in self.names]
+        problems = []
+        if missing:
+            problems.append(f"missing column(s) the model needs: {', '.join(missing)}")
+        if unexpected and extra == "error":
+            problems.append(f"unexpected column(s) the model does not use: {', '.join(map(str, unexpected))}")
+        if problems:
+            raise DataError("prediction input does not match the model's schema: " + "; ".join(problems))
+        return self.coerce(frame)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"features": [asdict(f) for f in self.features]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Schema:
+        return cls([Feature(**f) for f in data["features"]])

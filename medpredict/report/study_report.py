@@ -1,0 +1,223 @@
+"""The HTML report of a tabular study: data quality, model comparison, curves, thresholds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import yaml
+
+from medpredict.evaluation.bootstrap import Estimate
+from medpredict.report import plots
+from medpredict.report.html import Section, callout, escape, figure, render, table
+
+if TYPE_CHECKING:
+    from medpredict.study import StudyResult
+
+_HEADLINE = ("auroc", "auprc", "brier", "calibration_intercept", "calibration_slope", "ece")
+_MULTICLASS = ("auroc", "macro_f1", "accuracy", "brier", "log_loss")
+
+
+def _headline(result: StudyResult) -> tuple[str, ...]:
+    return _HEADLINE if result.spec.task == "binary" else _MULTICLASS
+
+
+def summary_section(result: StudyResult) -> Section:
+    spec = result.spec
+    best = result.best
+    rows = [["cross-validated (out-of-fold)", len(result.cohort.y)] + [
+        str(best.metrics[m]) for m in _headline(result)[:3]
+    ]]
+    for h in result.holdouts:
+        rows.append([f"{h.kind} validation", len(h.cohort.y)] + [
+            str(h.metrics[m]) for m in _headline(result)[:3]
+        ])
+    notes = []
+    if not result.holdouts:
+        notes.append(callout(
+            "Validation is internal only (cross-validation on the development data). "
+            "Performance in another hospital, population or period may be lower: validate "
+            "externally before clinical use."
+        ))
+    for warning in result.cohort.quality.warnings:
+        notes.append(callout(warning))
+    positive = (
+        f"positive class <b>{escape(result.positive_class)}</b>"
+        if spec.task == "binary" else f"classes {escape(', '.join(map(str, result.cohort.classes)))}"
+    )
+    body = (
+        f"<p>{escape(spec.description)}</p>"
+        + (f"<p><b>Intended use.</b> {escape(spec.intended_use)}</p>" if spec.intended_use else "")
+        + f"<p>Outcome <b>{escape(spec.target)}</b> ({spec.task}, {positive}). "
+        f"Selected model: <b>{escape(result.best_name)}</b> by {escape(spec.selection_metric)} "
+        f"of out-of-fold predictions ({_scheme_text(result)}). Estimates are shown with "
+        f"bootstrap 95% confidence intervals ({spec.bootstrap} resamples).</p>"
+        + table(rows, ["evaluation", "rows", *_headline(result)[:3]])
+        + "".join(notes)
+    )
+    return Section("Summary", body)
+
+
+def _scheme_text(result: StudyResult) -> str:
+    v = result.spec.validation
+    grouped = " grouped by patient" if result.spec.patient_column else ""
+    if v.scheme == "site":
+        return f"leave-one-site-out over {len(result.folds)} sites"
+    prefix = "temporal development period, " if v.scheme == "temporal" else ""
+    return f"{prefix}{len(result.folds)}-fold stratified cross-validation{grouped}"
+
+
+def data_quality_section(result: StudyResult) -> Section:
+    quality = result.cohort.quality
+    schema = result.cohort.schema
+    rows = [
+        ["rows in the data", quality.rows_in],
+        ["rows used for modelling", quality.rows_used],
+        *[[f"rows excluded: {reason}", len(r)] for reason, r in quality.excluded_rows.items()],
+        ["feature columns", len(schema.features)],
+        *[[f"column left out: {c}", why] for c, why in quality.excluded_columns.items()],
+        ["events per variable", f"{quality.events_per_variable:.1f}"],
+    ]
+    balance = table(
+        [[c, n, f"{n / max(sum(quality.class_counts.values()), 1):.1%}"]
+         for c, n in quality.class_counts.items()],
+        ["class", "rows", "share"],
+    )
+    features = table(
+        [[f.name, f.kind + (" (inferred)" if f.inferred else ""),
+          f"{quality.missingness.get(f.name, 0.0):.1%}",
+          f"{f.min:g} – {f.max:g}" if f.min is not None else ", ".join(map(str, f.categories[:8]))]
+         for f in schema.features],
+        ["column", "kind", "missing", "range / categories"],
+    )
+    epv = ""
+    if quality.events_per_variable < 10:
+        epv = callout(
+            f"Only {quality.events_per_variable:.1f} events per candidate predictor: models may "
+            "overfit; prefer penalised models and treat performance estimates with caution."
+        )
+    body = (
+        table(rows, ["item", "value"]) + epv + "<h3>Class balance</h3>" + balance
+        + "<h3>Features, kinds and missingness</h3>" + features
+    )
+    return Section("Data quality", body)
+
+
+def comparison_section(result: StudyResult) -> Section:
+    metric = result.spec.selection_metric
+    names = list(result.candidates)
+    rows = []
+    for name in names:
+        c = result.candidates[name]
+        delta = "—" if c.delta_vs_best is None else str(c.delta_vs_best)
+        rows.append([name] + [str(c.metrics[m]) for m in _headline(result)]
+                    + [delta, f"{c.fit_seconds:.2f}"])
+    header = ["model", *_headline(result), f"{metric}: best − model", "train s (all folds)"]
+    note = (
+        "<p>Out-of-fold estimates; the highlighted row is the selected model. The difference "
+        "column is a paired bootstrap: an interval that excludes 0 means the selected model "
+        "is better beyond chance on this data.</p>"
+    )
+    return Section("Model comparison", note + table(rows, header, highlight=names.index(result.best_name)))
+
+
+def _prediction_sets(result: StudyResult) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    sets = {
+        f"{name} (CV)": (result.cohort.y, c.oof_proba[:, 1])
+        for name, c in result.candidates.items()
+    }
+    for h in result.holdouts:
+        sets[f"{result.best_name} ({h.kind})"] = (h.cohort.y, h.proba[:, 1])
+    return sets
+
+
+def curves_section(result: StudyResult) -> Section:
+    sets = _prediction_sets(result)
+    body = '<div class="figs">' + figure(plots.roc_figure(sets), "ROC curves") + figure(
+        plots.pr_figure(sets), "precision-recall curves") + "</div>"
+    return Section("Discrimination", body)
+
+
+def calibration_section(result: StudyResult) -> Section:
+    best = {f"{result.best_name} (CV)": (result.cohort.y, result.best.oof_proba[:, 1])}
+    for h in result.holdouts:
+        best[f"{result.best_name} ({h.kind})"] = (h.cohort.y, h.proba[:, 1])
+    rows = [[label] + [str(_metrics_for(result, label)[m])
+                       for m in ("calibration_intercept", "calibration_slope", "ece", "brier")]
+            for label in best]
+    body = (
+        figure(plots.calibration_figure(best), "calibration curve")
+        + table(rows, ["predictions", "intercept (ideal 0)", "slope (ideal 1)", "ECE", "Brier"])
+    )
+    return Section("Calibration", body)
+
+
+def _metrics_for(result: StudyResult, label: str) -> dict[str, Estimate]:
+    for h in result.holdouts:
+        if label.endswith(f"({h.kind})"):
+            return h.metrics
+    return result.best.metrics
+
+
+def thresholds_section(result: StudyResult) -> Section:
+    rows = []
+    evaluations = [("CV", result.best.metrics)] + [(h.kind, h.metrics) for h in result.holdouts]
+    for label, risk in result.best.thresholds.items():
+        for where, metrics in evaluations:
+            rows.append([label, f"{risk:.3f}", where] + [
+                str(metrics[f"{m}@{label}"]) for m in ("sensitivity", "specificity", "ppv", "npv")
+            ])
+    note = (
+        "<p>Thresholds are fixed on the development (out-of-fold) predictions and applied "
+        "unchanged to hold-out data.</p>"
+    )
+    return Section("Operating thresholds", note + table(
+        rows, ["operating point", "risk threshold", "data", "sensitivity", "specificity", "PPV", "NPV"]
+    ))
+
+
+def decision_section(result: StudyResult) -> Section:
+    sets = {f"{result.best_name} (CV)": (result.cohort.y, result.best.oof_proba[:, 1])}
+    for h in result.holdouts:
+        sets[f"{result.best_name} ({h.kind})"] = (h.cohort.y, h.proba[:, 1])
+    body = (
+        "<p>Net benefit of acting on the model at each risk threshold, against treating "
+        "everyone or no one (Vickers &amp; Elkin 2006). The treat-all line uses the "
+        "development prevalence.</p>"
+        + figure(plots.decision_curve_figure(sets, result.spec.decision_curve), "decision curve")
+    )
+    return Section("Decision curve", body)
+
+
+def spec_section(result: StudyResult) -> Section:
+    resolved = yaml.safe_dump(result.spec.model_dump(mode="json"), sort_keys=False)
+    rows = [
+        ["training data sha256", result.data_sha256],
+        ["model directory", str(result.model_dir or "not saved")],
+        ["seed", result.spec.seed],
+        ["wall time (s)", f"{result.seconds:.1f}"],
+    ]
+    return Section("Resolved study spec", table(rows, ["item", "value"]) + f"<pre>{escape(resolved)}</pre>")
+
+
+def study_sections(result: StudyResult) -> list[Section]:
+    """All sections of a study report, in reading order."""
+    sections = [summary_section(result), data_quality_section(result), comparison_section(result)]
+    if result.spec.task == "binary":
+        sections += [
+            curves_section(result),
+            calibration_section(result),
+            thresholds_section(result),
+            decision_section(result),
+        ]
+    sections.append(spec_section(result))
+    return sections
+
+
+def write_report(result: StudyResult, path: Path) -> Path:
+    """Render the study report to ``path`` (self-contained HTML)."""
+    title = f"medpredict study: {result.spec.name}"
+    page = render(title, study_sections(result), subtitle="Disease-risk model development and validation report")
+    path.write_text(page, encoding="utf-8")
+    return path

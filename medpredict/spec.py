@@ -1,0 +1,209 @@
+"""The study spec: what to predict, from what, how to validate, which models to try.
+
+A spec is data (YAML), validated by pydantic. Unknown keys are errors, so a typo
+never silently changes a study. Every field is documented below and in
+``docs/study-spec.md``.
+
+Examples
+--------
+>>> spec = StudySpec.model_validate({
+...     "name": "pima", "data": {"dataset": "pima_tr"}, "target": "type",
+...     "positive_class": "Yes"})
+>>> spec.validation.scheme, spec.models
+('kfold', ['logistic_regression', 'random_forest', 'svm', 'lightgbm'])
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+FeatureKind = Literal["numeric", "categorical", "boolean", "text", "image", "signal", "genes"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataSource(_Strict):
+    """Where a table comes from: a file (CSV or Parquet) or a bundled dataset."""
+
+    path: Path | None = Field(None, description="CSV or Parquet file, relative to the spec file.")
+    dataset: str | None = Field(
+        None, description="Name of a bundled dataset (`medpredict datasets` lists them)."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSource:
+        if (self.path is None) == (self.dataset is None):
+            raise ValueError("give exactly one of 'path' or 'dataset'")
+        return self
+
+
+class ModelSpec(_Strict):
+    """A candidate model by registered name, with optional parameters."""
+
+    name: str = Field(description="Registered model name (`medpredict models` lists them).")
+    params: dict[str, Any] = Field(default_factory=dict, description="Constructor parameters.")
+
+
+class Threshold(_Strict):
+    """An operating point: a fixed risk, or the risk giving a target sensitivity/specificity."""
+
+    risk: float | None = Field(None, gt=0, lt=1, description="Fixed risk threshold.")
+    sensitivity: float | None = Field(
+        None, gt=0, le=1, description="Lowest risk reaching this sensitivity on development data."
+    )
+    specificity: float | None = Field(
+        None, gt=0, le=1, description="Risk reaching this specificity on development data."
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Threshold:
+        given = [v for v in (self.risk, self.sensitivity, self.specificity) if v is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of 'risk', 'sensitivity' or 'specificity'")
+        return self
+
+    @property
+    def label(self) -> str:
+        if self.risk is not None:
+            return f"risk {self.risk:g}"
+        if self.sensitivity is not None:
+            return f"sens {self.sensitivity:g}"
+        return f"spec {self.specificity:g}"
+
+
+class Validation(_Strict):
+    """How performance is estimated."""
+
+    scheme: Literal["kfold", "temporal", "site"] = Field(
+        "kfold",
+        description=(
+            "kfold: stratified (group) k-fold by patient; temporal: develop on rows before "
+            "the cut-off, validate on later rows; site: leave one site out."
+        ),
+    )
+    folds: int = Field(5, ge=2, le=20, description="Number of folds for kfold.")
+    temporal_cutoff: str | None = Field(
+        None, description="Date/time cut-off for temporal validation (ISO format)."
+    )
+    temporal_fraction: float = Field(
+        0.25, gt=0, lt=1, description="Latest fraction held out when no cut-off is given."
+    )
+    external: DataSource | None = Field(
+        None, description="An independent table scored by the final model (external validation)."
+    )
+
+
+class StudySpec(_Strict):
+    """A complete disease-risk study."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Study name (used in paths).")
+    description: str = Field("", description="Free text shown in the report.")
+    intended_use: str = Field(
+        "", description="Who uses the prediction, for whom, and for which decision."
+    )
+    data: DataSource
+    target: str = Field(description="Outcome column.")
+    task: Literal["binary", "multiclass"] = Field("binary", description="Outcome type.")
+    positive_class: str | int | float | bool | None = Field(
+        None, description="Value of the target that counts as the event (binary)."
+    )
+    id_column: str | None = Field(None, description="Row identifier; must be unique.")
+    patient_column: str | None = Field(
+        None, description="Patient identifier; splits keep a patient's rows together."
+    )
+    time_column: str | None = Field(None, description="Date/time column for temporal validation.")
+    site_column: str | None = Field(None, description="Site/hospital column.")
+    sensitive_attributes: list[str] = Field(
+        default_factory=list, description="Columns kept for fairness audits."
+    )
+    use_sensitive_as_features: bool = Field(
+        False, description="Also use the sensitive attributes as predictors."
+    )
+    features: dict[str, FeatureKind] | None = Field(
+        None, description="Feature columns and their kinds; inferred from the data when omitted."
+    )
+    exclude: list[str] = Field(
+        default_factory=list, description="Columns never used as features."
+    )
+    validation: Validation = Field(default_factory=Validation)
+    models: list[str | ModelSpec] = Field(
+        default_factory=lambda: ["logistic_regression", "random_forest", "svm", "lightgbm"],
+        description="Candidate models (names or {name, params}).",
+    )
+    class_weight: Literal["balanced", "none"] = Field(
+        "none", description="Reweight classes during training (imbalance)."
+    )
+    selection_metric: Literal["auroc", "auprc", "brier", "log_loss", "macro_f1"] = Field(
+        "auroc", description="Metric used to choose the final model from out-of-fold predictions."
+    )
+    thresholds: list[Threshold] = Field(
+        default_factory=lambda: [Threshold(sensitivity=0.9)],
+        description="Operating points reported with sensitivity, specificity, PPV, NPV.",
+    )
+    decision_curve: tuple[float, float] = Field(
+        (0.01, 0.6), description="Risk-threshold range of the decision curve."
+    )
+    leakage_auroc: float = Field(
+        0.99, gt=0.5, le=1, description="Warn when one feature alone reaches this AUROC."
+    )
+    seed: int = Field(0, description="Random seed: same spec + data + seed gives same results.")
+    bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples for confidence intervals.")
+    output_dir: Path | None = Field(
+        None, description="Where results go; default runs/<name> under the working directory."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StudySpec:
+        if self.validation.scheme == "temporal" and not self.time_column:
+            raise ValueError("validation.scheme 'temporal' needs time_column")
+        if self.validation.scheme == "site" and not self.site_column:
+            raise ValueError("validation.scheme 'site' needs site_column")
+        if self.task == "multiclass" and self.selection_metric in ("auprc",):
+            raise ValueError("selection_metric 'auprc' is for binary tasks")
+        return self
+
+    @property
+    def model_specs(self) -> list[ModelSpec]:
+        return [m if isinstance(m, ModelSpec) else ModelSpec(name=m) for m in self.models]
+
+    @property
+    def run_dir(self) -> Path:
+        return self.output_dir or Path("runs") / self.name
+
+
+class SpecError(ValueError):
+    """A study spec is invalid; the message names each offending field."""
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    """Read and validate a YAML study spec; relative data paths resolve from its folder."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise SpecError(f"{path} is not valid YAML: {err}") from err
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path} must contain a mapping of spec fields")
+    return parse_spec(raw, base_dir=path.parent)
+
+
+def parse_spec(raw: dict[str, Any], base_dir: Path | None = None) -> StudySpec:
+    """Validate a spec given as a dict; errors list every bad field with its location."""
+    try:
+        spec = StudySpec.model_validate(raw)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}" for e in err.errors()
+        )
+        raise SpecError(f"invalid study spec: {problems}") from None
+    if base_dir is not None:
+        for source in (spec.data, spec.validation.external):
+            if source is not None and source.path is not None and not source.path.is_absolute():
+                source.path = base_dir / source.path
+    return spec

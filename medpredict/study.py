@@ -1,0 +1,350 @@
+"""The study runner: one flow from a spec to validated, reported, saved models.
+
+``run_study`` loads and checks the data, cross-validates every candidate model with
+its preprocessing fitted inside each training fold, scores out-of-fold predictions
+with bootstrap confidence intervals, selects a model by the spec's metric, refits it
+on all development data, validates it on any temporal or external hold-out, and
+writes the model directory, ``metrics.json`` and a self-contained HTML report.
+
+Examples
+--------
+>>> from medpredict.spec import parse_spec
+>>> spec = parse_spec({"name": "doc", "data": {"dataset": "pima_tr"}, "target": "type",
+...     "positive_class": "Yes", "models": ["logistic_regression"], "bootstrap": 50,
+...     "output_dir": "/tmp/medpredict-doc"})
+>>> result = run_study(spec, quiet=True)
+>>> round(result.best.metrics["auroc"].value, 2) > 0.75
+True
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import ClassifierMixin, clone
+from sklearn.pipeline import Pipeline
+
+from medpredict import __version__
+from medpredict.data.cohort import Cohort, build_cohort, build_external, load_table
+from medpredict.data.loading import frame_sha256, read_table
+from medpredict.encoders.tabular import build_preprocessor
+from medpredict.evaluation.bootstrap import Estimate, bootstrap
+from medpredict.evaluation.metrics import (
+    HIGHER_IS_BETTER,
+    binary_metrics,
+    multiclass_metrics,
+    threshold_for_sensitivity,
+    threshold_for_specificity,
+)
+from medpredict.evaluation.splits import Fold, internal_folds, site_folds, temporal_split
+from medpredict.models.registry import make_model, takes_raw_input
+from medpredict.progress import StudyProgress
+from medpredict.registry import save_model
+from medpredict.spec import ModelSpec, StudySpec
+from medpredict.versions import library_versions
+
+
+@dataclass
+class CandidateResult:
+    """One candidate model's cross-validated performance."""
+
+    name: str
+    oof_proba: np.ndarray
+    metrics: dict[str, Estimate]
+    thresholds: dict[str, float]
+    fit_seconds: float
+    fold_estimators: list[Any] = field(default_factory=list)
+    delta_vs_best: Estimate | None = None
+
+
+@dataclass
+class HoldoutResult:
+    """The final model scored on rows it never saw (temporal or external)."""
+
+    kind: str
+    cohort: Cohort
+    proba: np.ndarray
+    metrics: dict[str, Estimate]
+
+
+@dataclass
+class StudyResult:
+    """Everything a study produced; the report and artifacts are built from it."""
+
+    spec: StudySpec
+    cohort: Cohort
+    folds: list[Fold]
+    candidates: dict[str, CandidateResult]
+    best_name: str
+    final_model: Any
+    holdouts: list[HoldoutResult]
+    data_sha256: str
+    seconds: float
+    model_dir: Path | None = None
+    report_path: Path | None = None
+
+    @property
+    def best(self) -> CandidateResult:
+        return self.candidates[self.best_name]
+
+    @property
+    def positive_class(self) -> Any:
+        return self.cohort.positive_class
+
+
+def build_pipeline(cohort: Cohort, model: ModelSpec, spec: StudySpec) -> ClassifierMixin:
+    """Preprocessing + model, or the model alone when it takes raw features."""
+    class_weight = None if spec.class_weight == "none" else spec.class_weight
+    estimator = make_model(model.name, seed=spec.seed, class_weight=class_weight, **model.params)
+    if takes_raw_input(model.name):
+        return estimator
+    return Pipeline(
+        [("preprocess", build_preprocessor(cohort.schema, spec.seed)), ("model", estimator)]
+    )
+
+
+def metric_function(
+    spec: StudySpec, thresholds: dict[str, float] | None = None
+) -> Callable[[np.ndarray, np.ndarray], dict[str, float]]:
+    """The metric set for the spec's task (binary uses the positive-class column)."""
+    if spec.task == "binary":
+        return lambda y, proba: binary_metrics(y, proba[:, 1], thresholds)
+    return multiclass_metrics
+
+
+def operating_thresholds(spec: StudySpec, y: np.ndarray, risk: np.ndarray) -> dict[str, float]:
+    """Turn the spec's operating points into risk thresholds on development predictions."""
+    out = {}
+    for t in spec.thresholds:
+        if t.risk is not None:
+            out[t.label] = t.risk
+        elif t.sensitivity is not None:
+            out[t.label] = threshold_for_sensitivity(y, risk, t.sensitivity)
+        else:
+            out[t.label] = threshold_for_specificity(y, risk, t.specificity)
+    return out
+
+
+def _subset(cohort: Cohort, rows: np.ndarray) -> Cohort:
+    def take(value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, pd.DataFrame | pd.Series):
+            return value.iloc[rows].reset_index(drop=True)
+        return value[rows]
+
+    return Cohort(
+        X=take(cohort.X),
+        y=cohort.y[rows],
+        classes=cohort.classes,
+        schema=cohort.schema,
+        quality=cohort.quality,
+        groups=take(cohort.groups),
+        times=take(cohort.times),
+        sites=take(cohort.sites),
+        sensitive=take(cohort.sensitive),
+        row_numbers=cohort.row_numbers[rows],
+    )
+
+
+def cross_validate(
+    pipeline: ClassifierMixin,
+    cohort: Cohort,
+    folds: list[Fold],
+    n_classes: int,
+    on_fold: Callable[[], None] = lambda: None,
+) -> tuple[np.ndarray, list[Any], float]:
+    """Out-of-fold probabilities; each fold's pipeline is fitted on its training rows only."""
+    oof = np.full((len(cohort.y), n_classes), np.nan)
+    fitted, seconds = [], 0.0
+    for train, test in folds:
+        estimator = clone(pipeline)
+        start = time.perf_counter()
+        estimator.fit(cohort.X.iloc[train], cohort.y[train])
+        seconds += time.perf_counter() - start
+        oof[test] = estimator.predict_proba(cohort.X.iloc[test])
+        fitted.append(estimator)
+        on_fold()
+    return oof, fitted, seconds
+
+
+def _select(candidates: dict[str, CandidateResult], metric: str) -> str:
+    sign = 1 if HIGHER_IS_BETTER.get(metric, True) else -1
+    return max(candidates, key=lambda n: sign * candidates[n].metrics[metric].value)
+
+
+def _paired_deltas(
+    spec: StudySpec, y: np.ndarray, candidates: dict[str, CandidateResult], best: str
+) -> None:
+    """Bootstrap CI of (best - candidate) on the selection metric, same resamples."""
+    metric = spec.selection_metric
+    score = metric_function(spec)
+    for name, candidate in candidates.items():
+        if name == best:
+            continue
+
+        def delta(y_: np.ndarray, a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+            return {"delta": score(y_, a)[metric] - score(y_, b)[metric]}
+
+        candidate.delta_vs_best = bootstrap(
+            delta, y, candidates[best].oof_proba, candidate.oof_proba,
+            n_boot=spec.bootstrap, seed=spec.seed,
+        )["delta"]
+
+
+def _partition(cohort: Cohort, spec: StudySpec) -> tuple[Cohort, list[Fold], Cohort | None]:
+    temporal = None
+    development = cohort
+    if spec.validation.scheme == "temporal":
+        dev_rows, later_rows = temporal_split(
+            cohort.times, spec.validation.temporal_cutoff, spec.validation.temporal_fraction
+        )
+        development, temporal = _subset(cohort, dev_rows), _subset(cohort, later_rows)
+    if spec.validation.scheme == "site":
+        folds = site_folds(development.y, development.sites)
+    else:
+        folds = internal_folds(development.y, development.groups, spec.validation.folds, spec.seed)
+    return development, folds, temporal
+
+
+def _score_holdout(
+    kind: str, holdout: Cohort, final_model: Any, spec: StudySpec, thresholds: dict[str, float]
+) -> HoldoutResult:
+    proba = final_model.predict_proba(holdout.X)
+    metrics = bootstrap(
+        metric_function(spec, thresholds), holdout.y, proba,
+        n_boot=spec.bootstrap, seed=spec.seed, groups=holdout.groups,
+    )
+    return HoldoutResult(kind=kind, cohort=holdout, proba=proba, metrics=metrics)
+
+
+def run_study(spec: StudySpec, quiet: bool = False, save: bool = True) -> StudyResult:
+    """Run the whole study described by ``spec``; see the module docstring."""
+    started = time.perf_counter()
+    frame = load_table(spec)
+    cohort = build_cohort(frame, spec)
+    development, folds, temporal = _partition(cohort, spec)
+    n_classes = len(cohort.classes)
+    candidates: dict[str, CandidateResult] = {}
+
+    with StudyProgress(quiet=quiet) as progress:
+        for model in spec.model_specs:
+            pipeline = build_pipeline(development, model, spec)
+            task = progress.stage(f"cross-validating {model.name}", total=len(folds))
+            oof, fitted, seconds = cross_validate(
+                pipeline, development, folds, n_classes, on_fold=lambda t=task: progress.advance(t)
+            )
+            thresholds = (
+                operating_thresholds(spec, development.y, oof[:, 1]) if spec.task == "binary" else {}
+            )
+            progress.stage(f"bootstrapping {model.name}", total=None)
+            metrics = bootstrap(
+                metric_function(spec, thresholds), development.y, oof,
+                n_boot=spec.bootstrap, seed=spec.seed, groups=development.groups,
+            )
+            candidates[model.name] = CandidateResult(
+                model.name, oof, metrics, thresholds, seconds, fitted
+            )
+
+        best = _select(candidates, spec.selection_metric)
+        _paired_deltas(spec, development.y, candidates, best)
+        progress.stage(f"refitting {best} on all development data", total=None)
+        final_model = clone(build_pipeline(development, _model_spec(spec, best), spec))
+        final_model.fit(development.X, development.y)
+
+        holdouts = []
+        thresholds = candidates[best].thresholds
+        if temporal is not None:
+            holdouts.append(_score_holdout("temporal", temporal, final_model, spec, thresholds))
+        if spec.validation.external is not None:
+            external = build_external(read_table(spec.validation.external), spec, cohort)
+            holdouts.append(_score_holdout("external", external, final_model, spec, thresholds))
+
+    result = StudyResult(
+        spec=spec,
+        cohort=development,
+        folds=folds,
+        candidates=candidates,
+        best_name=best,
+        final_model=final_model,
+        holdouts=holdouts,
+        data_sha256=frame_sha256(frame),
+        seconds=time.perf_counter() - started,
+    )
+    if save:
+        write_outputs(result)
+    return result
+
+
+def _model_spec(spec: StudySpec, name: str) -> ModelSpec:
+    return next(m for m in spec.model_specs if m.name == name)
+
+
+def model_metadata(result: StudyResult) -> dict[str, Any]:
+    """The metadata saved beside the model (what `predict` and `serve` rely on)."""
+    spec = result.spec
+    return {
+        "name": spec.name,
+        "version": __version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "task": spec.task,
+        "target": spec.target,
+        "positive_class": result.positive_class if spec.task == "binary" else None,
+        "classes": [str(c) for c in result.cohort.classes],
+        "model": result.best_name,
+        "schema": result.cohort.schema.to_dict(),
+        "thresholds": result.best.thresholds,
+        "metrics": {k: v.to_dict() for k, v in result.best.metrics.items()},
+        "holdouts": {
+            h.kind: {k: v.to_dict() for k, v in h.metrics.items()} for h in result.holdouts
+        },
+        "training_rows": int(len(result.cohort.y)),
+        "training_data_sha256": result.data_sha256,
+        "intended_use": spec.intended_use,
+        "versions": library_versions(),
+        "spec": spec.model_dump(mode="json"),
+    }
+
+
+def metrics_summary(result: StudyResult) -> dict[str, Any]:
+    """metrics.json: every candidate's cross-validated metrics and each hold-out's."""
+    return {
+        "study": result.spec.name,
+        "selected_model": result.best_name,
+        "selection_metric": result.spec.selection_metric,
+        "rows": int(len(result.cohort.y)),
+        "seconds": round(result.seconds, 2),
+        "candidates": {
+            name: {
+                "metrics": {k: v.to_dict() for k, v in c.metrics.items()},
+                "thresholds": c.thresholds,
+                "fit_seconds": round(c.fit_seconds, 3),
+                "delta_vs_best": c.delta_vs_best.to_dict() if c.delta_vs_best else None,
+            }
+            for name, c in result.candidates.items()
+        },
+        "holdouts": {
+            h.kind: {"rows": int(len(h.cohort.y)), "metrics": {k: v.to_dict() for k, v in h.metrics.items()}}
+            for h in result.holdouts
+        },
+    }
+
+
+def write_outputs(result: StudyResult) -> None:
+    """Write the model directory, metrics.json and report.html under the run folder."""
+    import json
+
+    from medpredict.report.study_report import write_report
+
+    run_dir = result.spec.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    result.model_dir = save_model(run_dir / "model", result.final_model, model_metadata(result))
+    (run_dir / "metrics.json").write_text(json.dumps(metrics_summary(result), indent=2))
+    result.report_path = write_report(result, run_dir / "report.html")
