@@ -1,0 +1,313 @@
+"""The FastAPI application: JSON predictions, FHIR R4, CDS Hooks, admin and web page.
+
+Examples
+--------
+>>> app = create_app(["runs/pima/model"], ServeSettings(keys_file="keys.json"))  # doctest: +SKIP
+>>> # uvicorn.run(app, host="127.0.0.1", port=8000)
+"""
+
+
+import json
+import logging
+from importlib.resources import files
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field, create_model
+
+from medpredict import __version__
+from medpredict.registry import MANIFEST_FILE
+from medpredict.serve import cds_hooks
+from medpredict.serve.audit import AuditLog, input_hash
+from medpredict.serve.auth import Principal
+from medpredict.serve.config import ServeSettings
+from medpredict.serve.fhir import (
+    FhirInputError,
+    FhirMapping,
+    extract_row,
+    load_mappings,
+    parse_bundle,
+    risk_assessment,
+)
+from medpredict.serve.middleware import BodyLimit, RequestLog
+from medpredict.serve.models import ModelStore, RowPrediction, ServedModel, UnknownModelError
+from medpredict.serve.rows import RowValidationError
+from medpredict.serve.security import Authenticator, require
+
+logger = logging.getLogger("medpredict.serve")
+FHIR_JSON = "application/fhir+json"
+MAPPING_FILES = ("fhir-mapping.yaml", "fhir-mapping.json")
+Clinician = Annotated[Principal, Depends(require("clinician"))]
+Admin = Annotated[Principal, Depends(require("admin"))]
+Reader = Annotated[Principal, Depends(require("clinician", "admin"))]
+
+
+class ModelIdentity(BaseModel):
+    """Exactly which model answered."""
+
+    name: str
+    version: str
+    sha256: str
+
+
+class Factor(BaseModel):
+    """One feature's contribution to a prediction."""
+
+    feature: str
+    value: Any = None
+    contribution: float = Field(description="Positive raises the risk.")
+    space: str = Field(description="Scale of the contribution, e.g. log-odds.")
+
+
+class BandOut(BaseModel):
+    """A risk band and the interval it covers."""
+
+    label: str
+    lower: float
+    upper: float
+    opened_by: str | None
+
+
+class PredictionOut(BaseModel):
+    """The answer for one patient row."""
+
+    risk: float | None = Field(description="Calibrated probability of the positive class.")
+    risk_band: BandOut | None
+    probabilities: dict[str, float]
+    prediction: str
+    conformal_set: list[str] | None = Field(
+        description="Classes not excluded at the model's conformal level; null if unavailable."
+    )
+    top_factors: list[Factor] | None
+    warnings: list[str]
+
+
+class PredictResponse(BaseModel):
+    """Predictions in the order of the request rows."""
+
+    model: ModelIdentity
+    audit_seq: int = Field(description="Row of the audit log recording this answer.")
+    predictions: list[PredictionOut]
+
+
+def _audit_output(predictions: list[RowPrediction]) -> list[dict[str, Any]]:
+    """What the audit log keeps of an answer: no input values, no warnings text."""
+    return [
+        {
+            "risk": p.risk,
+            "band": p.band.label if p.band else None,
+            "probabilities": p.probabilities,
+            "prediction": p.prediction,
+            "conformal_set": p.conformal_set,
+            "factors": [[f["feature"], f["contribution"]] for f in p.factors or []],
+        }
+        for p in predictions
+    ]
+
+
+def _model_mappings(store: ModelStore, settings: ServeSettings) -> dict[str, FhirMapping]:
+    """Mappings saved in model directories, overridden by the settings' mapping file."""
+    mappings: dict[str, FhirMapping] = {}
+    for model in store.all():
+        listed = json.loads((model.loaded.path / MANIFEST_FILE).read_text())["files"]
+        for name in MAPPING_FILES:
+            if name in listed:
+                path = model.loaded.path / name
+                mappings[model.name] = FhirMapping.from_dict(
+                    yaml.safe_load(path.read_text()), str(path)
+                )
+    if settings.fhir_mapping_file is not None:
+        for name, mapping in load_mappings(settings.fhir_mapping_file).items():
+            if name in store.names():
+                mappings[name] = mapping
+    for name, mapping in mappings.items():
+        mapping.check_covers(store.get(name))
+    return mappings
+
+
+def create_app(models: list[str | Path], settings: ServeSettings | None = None) -> FastAPI:
+    """Build the service for the given model directories.
+
+    Parameters
+    ----------
+    models : model directories (see :mod:`medpredict.registry`); each is verified
+        against its manifest before it is served.
+    settings : service settings; default :meth:`ServeSettings.from_env`.
+    """
+    settings = settings or ServeSettings.from_env()
+    store = ModelStore(list(models), settings)
+    mappings = _model_mappings(store, settings)
+    app = FastAPI(
+        title="medpredict",
+        version=__version__,
+        description="Calibrated disease-risk predictions with explanations, "
+        "as JSON, FHIR R4 RiskAssessments and CDS Hooks cards. Every prediction is audited.",
+    )
+    app.state.store = store
+    app.state.mappings = mappings
+    app.state.auth = Authenticator(settings)
+    app.state.audit = AuditLog(settings.audit_url)
+    app.state.settings = settings
+    hmac_key = (
+        settings.audit_hmac_key.get_secret_value().encode() if settings.audit_hmac_key else None
+    )
+
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["X-API-Key", "Authorization", "Content-Type"],
+        )
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestLog)
+
+    @app.exception_handler(RowValidationError)
+    def _rows_invalid(_request: Request, error: RowValidationError) -> JSONResponse:
+        return JSONResponse({"detail": error.errors}, status_code=422)
+
+    @app.exception_handler(UnknownModelError)
+    def _unknown_model(_request: Request, error: UnknownModelError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": f"no model named {error.args[0]!r}; served: {store.names()}"},
+            status_code=404,
+        )
+
+    @app.exception_handler(FhirInputError)
+    def _fhir_invalid(_request: Request, error: FhirInputError) -> JSONResponse:
+        return JSONResponse(error.outcome, status_code=error.status_code, media_type=FHIR_JSON)
+
+    def audited(
+        principal: Principal, action: str, model: ServedModel, rows: list[dict[str, Any]]
+    ) -> tuple[list[RowPrediction], int]:
+        predictions = model.predict(rows)
+        row = app.state.audit.append(
+            principal.id, action, model.identity, input_hash(rows, hmac_key),
+            _audit_output(predictions),
+        )
+        return predictions, row["seq"]
+
+    @app.get("/health", tags=["service"], summary="Liveness: the service and its models")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "models": len(store.names())}
+
+    @app.get("/v1/models", tags=["admin"], summary="Served models with hashes and metrics")
+    def list_models(_: Admin) -> list[dict[str, Any]]:
+        return [m.summary() for m in store.all()]
+
+    @app.post("/v1/models/{name}/reload", tags=["admin"], summary="Reload a model directory")
+    def reload_model(name: str, _: Admin) -> dict[str, Any]:
+        return store.reload(name).summary()
+
+    @app.get("/v1/schemas", tags=["predict"], summary="What each model needs as input")
+    def schemas(_: Reader) -> list[dict[str, Any]]:
+        return [m.card() for m in store.all()]
+
+    request_model = create_model(
+        "PredictRequest",
+        rows=(
+            list[dict[str, Any]],
+            Field(min_length=1, max_length=settings.max_batch_rows,
+                  description="Patients, one object per row: feature name -> value."),
+        ),
+        purpose=(
+            Literal["care", "what-if", "test"],
+            Field("care", description="Why the prediction is asked; recorded in the audit log."),
+        ),
+    )
+
+    @app.post(
+        "/v1/models/{name}/predict",
+        tags=["predict"],
+        summary="Risks for rows of patient data",
+        response_model=PredictResponse,
+        responses={422: {"description": "A field is missing, unknown or has a bad value"}},
+    )
+    def predict(
+        name: str,
+        body: Annotated[request_model, Body()],  # type: ignore[valid-type]
+        principal: Clinician,
+    ) -> dict[str, Any]:
+        model = store.get(name)
+        action = "predict" if body.purpose == "care" else f"predict:{body.purpose}"
+        predictions, seq = audited(principal, action, model, body.rows)
+        return {
+            "model": model.identity,
+            "audit_seq": seq,
+            "predictions": [p.to_dict() for p in predictions],
+        }
+
+    def fhir_model(name: str | None) -> tuple[ServedModel, FhirMapping]:
+        if name is None:
+            if len(mappings) != 1:
+                raise HTTPException(
+                    400, f"name the model with ?model=; FHIR-enabled: {sorted(mappings)}"
+                )
+            name = next(iter(mappings))
+        model = store.get(name)
+        if name not in mappings:
+            raise HTTPException(400, f"model {name!r} has no FHIR mapping")
+        return model, mappings[name]
+
+    @app.post(
+        "/fhir/RiskAssessment/$predict",
+        tags=["fhir"],
+        summary="FHIR R4: Bundle of Patient + Observations -> RiskAssessment",
+        responses={
+            200: {"content": {FHIR_JSON: {}}, "description": "A RiskAssessment"},
+            400: {"content": {FHIR_JSON: {}}, "description": "OperationOutcome: bad Bundle"},
+            422: {"content": {FHIR_JSON: {}}, "description": "OperationOutcome: data missing"},
+        },
+    )
+    def fhir_predict(
+        bundle: Annotated[dict[str, Any], Body(description="A FHIR R4 Bundle")],
+        principal: Clinician,
+        model_name: Annotated[str | None, Query(alias="model", description="Model name")] = None,
+    ) -> JSONResponse:
+        model, mapping = fhir_model(model_name)
+        extracted = extract_row(parse_bundle(bundle), mapping)
+        predictions, _ = audited(principal, "fhir", model, [extracted.row])
+        resource = risk_assessment(model, mapping, extracted, predictions[0])
+        return JSONResponse(resource, media_type=FHIR_JSON)
+
+    @app.get("/cds-services", tags=["cds-hooks"], summary="CDS Hooks discovery")
+    def cds_discovery(_: Reader) -> dict[str, Any]:
+        return {
+            "services": [
+                cds_hooks.describe_service(store.get(name), mapping)
+                for name, mapping in sorted(mappings.items())
+            ]
+        }
+
+    @app.post("/cds-services/{service_id}", tags=["cds-hooks"], summary="patient-view service")
+    def cds_service(
+        service_id: str, request_body: cds_hooks.CdsRequest, principal: Clinician
+    ) -> dict[str, Any]:
+        by_id = {cds_hooks.service_id(store.get(n)): n for n in mappings}
+        if service_id not in by_id:
+            raise HTTPException(404, f"no CDS service {service_id!r}")
+        if request_body.hook != cds_hooks.HOOK:
+            raise HTTPException(400, f"this service answers the {cds_hooks.HOOK!r} hook only")
+        model, mapping = store.get(by_id[service_id]), mappings[by_id[service_id]]
+        try:
+            bundle = parse_bundle(cds_hooks.prefetch_bundle(request_body))
+            extracted = extract_row(bundle, mapping)
+        except FhirInputError as error:
+            problems = [i["diagnostics"] for i in error.outcome["issue"]]
+            return {"cards": [cds_hooks.missing_data_card(model, problems)]}
+        predictions, _ = audited(principal, "cds-hooks", model, [extracted.row])
+        return {"cards": [cds_hooks.risk_card(model, mapping, predictions[0])]}
+
+    static = files("medpredict.serve") / "static"
+    app.mount("/ui", StaticFiles(directory=str(static), html=True), name="ui")
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/ui/")
+
+    return app

