@@ -128,9 +128,7 @@ class StudySpec(_Strict):
     features: dict[str, FeatureKind] | None = Field(
         None, description="Feature columns and their kinds; inferred from the data when omitted."
     )
-    exclude: list[str] = Field(
-        default_factory=list, description="Columns never used as features."
-    )
+    exclude: list[str] = Field(default_factory=list, description="Columns never used as features.")
     validation: Validation = Field(default_factory=Validation)
     models: list[str | ModelSpec] = Field(
         default_factory=lambda: ["logistic_regression", "random_forest", "svm", "lightgbm"],

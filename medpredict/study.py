@@ -194,8 +194,12 @@ def _paired_deltas(
             return {"delta": score(y_, a)[metric] - score(y_, b)[metric]}
 
         candidate.delta_vs_best = bootstrap(
-            delta, y, candidates[best].oof_proba, candidate.oof_proba,
-            n_boot=spec.bootstrap, seed=spec.seed,
+            delta,
+            y,
+            candidates[best].oof_proba,
+            candidate.oof_proba,
+            n_boot=spec.bootstrap,
+            seed=spec.seed,
         )["delta"]
 
 
@@ -219,8 +223,12 @@ def _score_holdout(
 ) -> HoldoutResult:
     proba = final_model.predict_proba(holdout.X)
     metrics = bootstrap(
-        metric_function(spec, thresholds), holdout.y, proba,
-        n_boot=spec.bootstrap, seed=spec.seed, groups=holdout.groups,
+        metric_function(spec, thresholds),
+        holdout.y,
+        proba,
+        n_boot=spec.bootstrap,
+        seed=spec.seed,
+        groups=holdout.groups,
     )
     return HoldoutResult(kind=kind, cohort=holdout, proba=proba, metrics=metrics)
 
@@ -242,12 +250,18 @@ def run_study(spec: StudySpec, quiet: bool = False, save: bool = True) -> StudyR
                 pipeline, development, folds, n_classes, on_fold=lambda t=task: progress.advance(t)
             )
             thresholds = (
-                operating_thresholds(spec, development.y, oof[:, 1]) if spec.task == "binary" else {}
+                operating_thresholds(spec, development.y, oof[:, 1])
+                if spec.task == "binary"
+                else {}
             )
             progress.stage(f"bootstrapping {model.name}", total=None)
             metrics = bootstrap(
-                metric_function(spec, thresholds), development.y, oof,
-                n_boot=spec.bootstrap, seed=spec.seed, groups=development.groups,
+                metric_function(spec, thresholds),
+                development.y,
+                oof,
+                n_boot=spec.bootstrap,
+                seed=spec.seed,
+                groups=development.groups,
             )
             candidates[model.name] = CandidateResult(
                 model.name, oof, metrics, thresholds, seconds, fitted
@@ -305,7 +319,7 @@ def model_metadata(result: StudyResult) -> dict[str, Any]:
         "holdouts": {
             h.kind: {k: v.to_dict() for k, v in h.metrics.items()} for h in result.holdouts
         },
-        "training_rows": int(len(result.cohort.y)),
+        "training_rows": len(result.cohort.y),
         "training_data_sha256": result.data_sha256,
         "intended_use": spec.intended_use,
         "versions": library_versions(),
@@ -319,7 +333,7 @@ def metrics_summary(result: StudyResult) -> dict[str, Any]:
         "study": result.spec.name,
         "selected_model": result.best_name,
         "selection_metric": result.spec.selection_metric,
-        "rows": int(len(result.cohort.y)),
+        "rows": len(result.cohort.y),
         "seconds": round(result.seconds, 2),
         "candidates": {
             name: {
@@ -331,7 +345,10 @@ def metrics_summary(result: StudyResult) -> dict[str, Any]:
             for name, c in result.candidates.items()
         },
         "holdouts": {
-            h.kind: {"rows": int(len(h.cohort.y)), "metrics": {k: v.to_dict() for k, v in h.metrics.items()}}
+            h.kind: {
+                "rows": len(h.cohort.y),
+                "metrics": {k: v.to_dict() for k, v in h.metrics.items()},
+            }
             for h in result.holdouts
         },
     }

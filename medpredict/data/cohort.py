@@ -99,12 +99,14 @@ def _encode_target(
         unknown = [v for v in values if v not in classes]
         if unknown:
             raise DataError(
-                f"target {spec.target!r} holds {unknown[:5]} not seen in development classes {classes}"
+                f"target {spec.target!r} holds {unknown[:5]} not seen in the development "
+                f"classes {classes}"
             )
     elif spec.task == "binary":
         if len(values) < 2:
             raise DataError(
-                f"target {spec.target!r} has a single class ({values[0]!r}); a binary study needs two"
+                f"target {spec.target!r} has a single class ({values[0]!r}); "
+                "a binary study needs two"
             )
         if len(values) > 2:
             raise DataError(
@@ -133,16 +135,20 @@ def _encode_target(
 def _feature_columns(frame: pd.DataFrame, spec: StudySpec) -> list[str]:
     if spec.features:
         return list(spec.features)
-    reserved = {spec.target, spec.id_column, spec.patient_column, spec.time_column, spec.site_column}
+    reserved = {
+        spec.target,
+        spec.id_column,
+        spec.patient_column,
+        spec.time_column,
+        spec.site_column,
+    }
     reserved |= set(spec.exclude)
     if not spec.use_sensitive_as_features:
         reserved |= set(spec.sensitive_attributes)
     return [c for c in frame.columns if c not in reserved]
 
 
-def _check_uninformative(
-    X: pd.DataFrame, schema: Schema, quality: DataQuality
-) -> list[str]:
+def _check_uninformative(X: pd.DataFrame, schema: Schema, quality: DataQuality) -> list[str]:
     """Drop all-missing or constant inferred columns (reported); refuse declared ones."""
     keep = []
     for f in schema.features:

