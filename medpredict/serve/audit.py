@@ -26,6 +26,7 @@ import json
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -40,6 +41,8 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
+    make_url,
     select,
 )
 from sqlalchemy.pool import StaticPool
@@ -215,7 +218,16 @@ def verify_chain(
         still there unchanged, which catches rows removed from the end.
     max_problems : stop listing after this many problems.
     """
-    engine = make_engine(source, writer=False) if isinstance(source, str) else source
+    if isinstance(source, str):
+        database = make_url(source).database
+        on_disk = source.startswith("sqlite") and database not in (None, "", ":memory:")
+        if on_disk and not Path(database).is_file():
+            raise ValueError(f"no audit database at {database}")
+        engine = make_engine(source, writer=False)
+    else:
+        engine = source
+    if not inspect(engine).has_table(audit_table.name):
+        raise ValueError(f"{engine.url.render_as_string()} holds no {audit_table.name} table")
     report = ChainReport(rows=0, head_seq=0, head_hash=GENESIS)
     expected_prev, expected_seq = GENESIS, 1
     anchor_seen = anchor is None

@@ -28,7 +28,7 @@ class ServeSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     keys_file: Path | None = Field(
-        None, description="JSON/YAML file of hashed API keys (see `medpredict serve-key`)."
+        None, description="JSON/YAML file of hashed API keys (see `medpredict keys new`)."
     )
     jwt_secret: SecretStr | None = Field(
         None, description="Shared secret for HS256 bearer tokens."

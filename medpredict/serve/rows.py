@@ -34,7 +34,13 @@ def _category_text(value: Any) -> Any:
     return value
 
 
-_NUMBER = Annotated[float, Field(allow_inf_nan=False)]
+def _not_boolean(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("expected a number, got true/false")
+    return value
+
+
+_NUMBER = Annotated[float, BeforeValidator(_not_boolean), Field(allow_inf_nan=False)]
 _CATEGORY = Annotated[str, BeforeValidator(_category_text), Field(max_length=200)]
 _PYTHON_TYPES: dict[str, Any] = {"numeric": _NUMBER, "boolean": bool, "categorical": _CATEGORY}
 
