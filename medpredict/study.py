@@ -102,7 +102,13 @@ class StudyResult:
 def build_pipeline(cohort: Cohort, model: ModelSpec, spec: StudySpec) -> ClassifierMixin:
     """Preprocessing + model, or the model alone when it takes raw features."""
     class_weight = None if spec.class_weight == "none" else spec.class_weight
-    estimator = make_model(model.name, seed=spec.seed, class_weight=class_weight, **model.params)
+    estimator = make_model(
+        model.name,
+        seed=spec.seed,
+        class_weight=class_weight,
+        n_samples=len(cohort.y),
+        **model.params,
+    )
     if takes_raw_input(model.name):
         return estimator
     return Pipeline(
@@ -175,6 +181,26 @@ def cross_validate(
     return oof, fitted, seconds
 
 
+def score_with_ci(
+    spec: StudySpec,
+    y: np.ndarray,
+    proba: np.ndarray,
+    thresholds: dict[str, float] | None = None,
+    groups: np.ndarray | None = None,
+) -> dict[str, Estimate]:
+    """Bootstrap CIs for every metric; rows are ordered by risk first, which keeps
+    each resample's ranking linear-time on large tables."""
+    order = np.argsort(-proba[:, -1], kind="stable")
+    return bootstrap(
+        metric_function(spec, thresholds),
+        y[order],
+        proba[order],
+        n_boot=spec.bootstrap,
+        seed=spec.seed,
+        groups=None if groups is None else groups[order],
+    )
+
+
 def _select(candidates: dict[str, CandidateResult], metric: str) -> str:
     sign = 1 if HIGHER_IS_BETTER.get(metric, True) else -1
     return max(candidates, key=lambda n: sign * candidates[n].metrics[metric].value)
@@ -222,14 +248,7 @@ def _score_holdout(
     kind: str, holdout: Cohort, final_model: Any, spec: StudySpec, thresholds: dict[str, float]
 ) -> HoldoutResult:
     proba = final_model.predict_proba(holdout.X)
-    metrics = bootstrap(
-        metric_function(spec, thresholds),
-        holdout.y,
-        proba,
-        n_boot=spec.bootstrap,
-        seed=spec.seed,
-        groups=holdout.groups,
-    )
+    metrics = score_with_ci(spec, holdout.y, proba, thresholds, holdout.groups)
     return HoldoutResult(kind=kind, cohort=holdout, proba=proba, metrics=metrics)
 
 
@@ -255,14 +274,7 @@ def run_study(spec: StudySpec, quiet: bool = False, save: bool = True) -> StudyR
                 else {}
             )
             progress.stage(f"bootstrapping {model.name}", total=None)
-            metrics = bootstrap(
-                metric_function(spec, thresholds),
-                development.y,
-                oof,
-                n_boot=spec.bootstrap,
-                seed=spec.seed,
-                groups=development.groups,
-            )
+            metrics = score_with_ci(spec, development.y, oof, thresholds, development.groups)
             candidates[model.name] = CandidateResult(
                 model.name, oof, metrics, thresholds, seconds, fitted
             )

@@ -19,6 +19,7 @@ Examples
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -74,11 +75,22 @@ def takes_raw_input(name: str) -> bool:
 
 
 def make_model(
-    name: str, seed: int = 0, class_weight: str | None = None, **params: Any
+    name: str,
+    seed: int = 0,
+    class_weight: str | None = None,
+    n_samples: int | None = None,
+    **params: Any,
 ) -> ClassifierMixin:
-    """Build the unfitted estimator registered as ``name``."""
+    """Build the unfitted estimator registered as ``name``.
+
+    ``n_samples`` (the training-set size, when known) reaches factories that declare
+    it, so they can pick defaults that stay fast on large tables.
+    """
     _load_builtin()
     if name not in _FACTORIES:
         known = ", ".join(sorted(_FACTORIES))
         raise ValueError(f"unknown model {name!r}; expected one of: {known}")
-    return _FACTORIES[name](seed=seed, class_weight=class_weight, **params)
+    factory = _FACTORIES[name]
+    if "n_samples" in inspect.signature(factory).parameters:
+        params["n_samples"] = n_samples
+    return factory(seed=seed, class_weight=class_weight, **params)
