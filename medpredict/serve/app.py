@@ -7,7 +7,6 @@ Examples
 """
 
 
-import json
 import logging
 from importlib.resources import files
 from pathlib import Path
@@ -21,7 +20,6 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, create_model
 
 from medpredict import __version__
-from medpredict.registry import MANIFEST_FILE
 from medpredict.serve import cds_hooks
 from medpredict.serve.audit import AuditLog, input_hash
 from medpredict.serve.auth import Principal
@@ -36,12 +34,12 @@ from medpredict.serve.fhir import (
 )
 from medpredict.serve.middleware import BodyLimit, RequestLog
 from medpredict.serve.models import ModelStore, RowPrediction, ServedModel, UnknownModelError
+from medpredict.serve.package import MAPPING_FILE, listed_files
 from medpredict.serve.rows import RowValidationError
 from medpredict.serve.security import Authenticator, require
 
 logger = logging.getLogger("medpredict.serve")
 FHIR_JSON = "application/fhir+json"
-MAPPING_FILES = ("fhir-mapping.yaml", "fhir-mapping.json")
 Clinician = Annotated[Principal, Depends(require("clinician"))]
 Admin = Annotated[Principal, Depends(require("admin"))]
 Reader = Annotated[Principal, Depends(require("clinician", "admin"))]
@@ -83,6 +81,9 @@ class PredictionOut(BaseModel):
     conformal_set: list[str] | None = Field(
         description="Classes not excluded at the model's conformal level; null if unavailable."
     )
+    conformal_status: str | None = Field(
+        description="confident (one class), uncertain — refer (several), atypical — refer (none)."
+    )
     top_factors: list[Factor] | None
     warnings: list[str]
 
@@ -114,13 +115,11 @@ def _model_mappings(store: ModelStore, settings: ServeSettings) -> dict[str, Fhi
     """Mappings saved in model directories, overridden by the settings' mapping file."""
     mappings: dict[str, FhirMapping] = {}
     for model in store.all():
-        listed = json.loads((model.loaded.path / MANIFEST_FILE).read_text())["files"]
-        for name in MAPPING_FILES:
-            if name in listed:
-                path = model.loaded.path / name
-                mappings[model.name] = FhirMapping.from_dict(
-                    yaml.safe_load(path.read_text()), str(path)
-                )
+        if MAPPING_FILE in listed_files(model.loaded.path):
+            path = model.loaded.path / MAPPING_FILE
+            mappings[model.name] = FhirMapping.from_dict(
+                yaml.safe_load(path.read_text()), str(path)
+            )
     if settings.fhir_mapping_file is not None:
         for name, mapping in load_mappings(settings.fhir_mapping_file).items():
             if name in store.names():

@@ -8,13 +8,13 @@ the directory carries what they need.
 Examples
 --------
 >>> from medpredict.serve.config import ServeSettings
+from medpredict.serve.package import BACKGROUND_FILE, listed_files, load_conformal
 >>> store = ModelStore([], ServeSettings())  # doctest: +SKIP
 >>> store.get("pima").predict([{...}])  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from dataclasses import dataclass
@@ -26,14 +26,15 @@ import numpy as np
 import pandas as pd
 
 from medpredict.data.schema import Schema
+from medpredict.evaluation.conformal import set_status
 from medpredict.explain import explain
 from medpredict.predict import predict_frame
-from medpredict.registry import MANIFEST_FILE, LoadedModel, load_model
+from medpredict.registry import LoadedModel, load_model
 from medpredict.serve.bands import Band, band_for, risk_bands
 from medpredict.serve.config import ServeSettings
+from medpredict.serve.package import BACKGROUND_FILE, listed_files, load_conformal
 from medpredict.serve.rows import RowValidator
 
-BACKGROUND_FILE = "background.csv"
 logger = logging.getLogger("medpredict.serve")
 
 
@@ -50,6 +51,7 @@ class RowPrediction:
     probabilities: dict[str, float]
     prediction: str
     conformal_set: list[str] | None
+    conformal_status: str | None
     factors: list[dict[str, Any]] | None
     warnings: list[str]
 
@@ -61,6 +63,7 @@ class RowPrediction:
             "probabilities": self.probabilities,
             "prediction": self.prediction,
             "conformal_set": self.conformal_set,
+            "conformal_status": self.conformal_status,
             "top_factors": self.factors,
             "warnings": self.warnings,
         }
@@ -89,6 +92,7 @@ class ServedModel:
         self.top_k = top_k
         self.loaded_at = datetime.now(UTC).isoformat(timespec="seconds")
         self.background = self._background()
+        self.conformal = load_conformal(loaded.path)
         self.explanations = top_k > 0 and self._can_explain()
 
     @classmethod
@@ -103,8 +107,7 @@ class ServedModel:
 
     def _background(self) -> pd.DataFrame | None:
         """The explanation background saved with the model, if the manifest lists one."""
-        manifest = json.loads((self.loaded.path / MANIFEST_FILE).read_text())["files"]
-        if BACKGROUND_FILE not in manifest:
+        if BACKGROUND_FILE not in listed_files(self.loaded.path):
             return None
         frame = pd.read_csv(self.loaded.path / BACKGROUND_FILE)
         return Schema.from_dict(self.metadata["schema"]).validate(frame)
@@ -137,6 +140,8 @@ class ServedModel:
         else:
             proba = scored[[f"proba_{c}" for c in self.metadata["classes"]]].to_numpy()
         factors = self._factors(checked.frame)
+        sets = self.conformal.predict_set(proba) if self.conformal is not None else None
+        statuses = set_status(sets) if sets is not None else None
         out = []
         for i, warnings in enumerate(checked.warnings):
             probabilities = {c: float(p) for c, p in zip(self.classes, proba[i], strict=True)}
@@ -147,7 +152,10 @@ class ServedModel:
                     band=band_for(risk, self.bands) if risk is not None else None,
                     probabilities=probabilities,
                     prediction=str(scored["predicted_class"].iloc[i]),
-                    conformal_set=None,
+                    conformal_set=None if sets is None else [
+                        c for c, inside in zip(self.classes, sets[i], strict=True) if inside
+                    ],
+                    conformal_status=None if statuses is None else str(statuses[i]),
                     factors=factors[i] if factors else None,
                     warnings=warnings,
                 )
@@ -180,8 +188,13 @@ class ServedModel:
             "metrics": meta.get("metrics", {}),
             "holdouts": meta.get("holdouts", {}),
             "explanations": self.explanations,
-            "conformal": False,
+            "conformal_level": self.conformal_level,
         }
+
+    @property
+    def conformal_level(self) -> float | None:
+        """Coverage the conformal sets aim at (``1 - alpha``), or None without them."""
+        return None if self.conformal is None else round(1 - self.conformal.alpha, 6)
 
     def card(self) -> dict[str, Any]:
         """What a clinician's client needs to build a request and read the answer."""
@@ -197,6 +210,7 @@ class ServedModel:
             "bands": [b.to_dict() for b in self.bands],
             "modifiable": meta.get("modifiable"),
             "auroc": meta.get("metrics", {}).get("auroc"),
+            "conformal_level": self.conformal_level,
         }
 
 
