@@ -24,7 +24,7 @@ Examples
 ...                     "value": [300, 61, 62]})
 >>> result = validate_readings(raw)
 >>> result.accepted["value"].tolist(), sorted(result.quarantine["reason"].str[:10])
-([61.0], ['impossible', 'unparseab'])
+([61.0], ['impossible', 'unparseabl'])
 """
 
 from __future__ import annotations

@@ -278,6 +278,19 @@ class WearableStore:
             params,
         ).df()
 
+    def stream(self, person: str, signal: str) -> tuple[np.ndarray, np.ndarray]:
+        """One person's readings of one intraday signal: local times and values, in order."""
+        out = self._con.execute(
+            "SELECT time_utc + to_minutes(utc_offset_min::INTEGER) AS local_time, value "
+            "FROM readings WHERE person = ? AND signal = ? ORDER BY time_utc",
+            [person, signal],
+        ).fetchnumpy()
+        return np.asarray(out["local_time"]), np.asarray(out["value"], dtype=float)
+
+    def query(self, sql: str, params: list | None = None) -> pd.DataFrame:
+        """Run SQL on the tables (readings, daily, quarantine, ingests) into a DataFrame."""
+        return self._con.execute(sql, params or []).df()
+
     def daily(
         self, persons: list[str] | None = None, signals: list[str] | None = None
     ) -> pd.DataFrame:
