@@ -168,6 +168,14 @@ def models() -> None:
     console.print(grid)
 
 
+@app.command("spec-reference")
+def spec_reference() -> None:
+    """Print the reference of every study-spec field (Markdown)."""
+    from medpredict.spec import spec_reference as reference
+
+    typer.echo(reference())
+
+
 @app.command()
 @_user_errors
 def verify(

@@ -83,3 +83,16 @@ def test_invalid_spec_exits_with_a_clear_message(tmp_path):
     result = runner.invoke(app, ["run", str(tmp_path / "study.yaml")])
     assert result.exit_code == 2
     assert "model: Extra inputs are not permitted" in result.output
+
+
+def test_spec_reference_documents_every_field_and_docs_are_current():
+    from pathlib import Path
+
+    from medpredict.spec import StudySpec, Validation
+
+    result = runner.invoke(app, ["spec-reference"])
+    assert result.exit_code == 0
+    for name in list(StudySpec.model_fields) + list(Validation.model_fields):
+        assert f"| `{name}` |" in result.output
+    docs = Path(__file__).resolve().parents[1] / "docs" / "study-spec.md"
+    assert docs.read_text() == result.output, "regenerate with: medpredict spec-reference"
