@@ -9,15 +9,15 @@ Examples
 
 import logging
 from importlib.resources import files
-from pathlib import Path
+from os import PathLike
 from typing import Annotated, Any, Literal
 
 import yaml
-from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Body, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from medpredict import __version__
 from medpredict.serve import cds_hooks
@@ -129,7 +129,7 @@ def _model_mappings(store: ModelStore, settings: ServeSettings) -> dict[str, Fhi
     return mappings
 
 
-def create_app(models: list[str | Path], settings: ServeSettings | None = None) -> FastAPI:
+def create_app(models: list[str | PathLike[str]], settings: ServeSettings | None = None) -> FastAPI:
     """Build the service for the given model directories.
 
     Parameters
@@ -195,12 +195,16 @@ def create_app(models: list[str | Path], settings: ServeSettings | None = None) 
     def health() -> dict[str, Any]:
         return {"status": "ok", "models": len(store.names())}
 
+    ModelName = Annotated[
+        str, Path(description="Model name", examples=store.names(), max_length=200)
+    ]
+
     @app.get("/v1/models", tags=["admin"], summary="Served models with hashes and metrics")
     def list_models(_: Admin) -> list[dict[str, Any]]:
         return [m.summary() for m in store.all()]
 
     @app.post("/v1/models/{name}/reload", tags=["admin"], summary="Reload a model directory")
-    def reload_model(name: str, _: Admin) -> dict[str, Any]:
+    def reload_model(name: ModelName, _: Admin) -> dict[str, Any]:
         return store.reload(name).summary()
 
     @app.get("/v1/schemas", tags=["predict"], summary="What each model needs as input")
@@ -218,6 +222,10 @@ def create_app(models: list[str | Path], settings: ServeSettings | None = None) 
             Literal["care", "what-if", "test"],
             Field("care", description="Why the prediction is asked; recorded in the audit log."),
         ),
+        __config__=ConfigDict(
+            json_schema_extra={"examples": [{"rows": [store.all()[0].example_row()]}]}
+            if store.names() else None
+        ),
     )
 
     @app.post(
@@ -228,7 +236,7 @@ def create_app(models: list[str | Path], settings: ServeSettings | None = None) 
         responses={422: {"description": "A field is missing, unknown or has a bad value"}},
     )
     def predict(
-        name: str,
+        name: ModelName,
         body: Annotated[request_model, Body()],  # type: ignore[valid-type]
         principal: Clinician,
     ) -> dict[str, Any]:

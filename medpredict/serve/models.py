@@ -114,7 +114,11 @@ class ServedModel:
 
     def _can_explain(self) -> bool:
         """Whether explanations work for this model and directory (tried on one row)."""
-        probe = self.background.head(1) if self.background is not None else self._typical_row()
+        probe = (
+            self.background.head(1)
+            if self.background is not None
+            else self.validator.validate([self.example_row()]).frame
+        )
         try:
             explain(self.loaded.estimator, probe, self.background)
         except (ValueError, TypeError) as error:
@@ -122,14 +126,17 @@ class ServedModel:
             return False
         return True
 
-    def _typical_row(self) -> pd.DataFrame:
-        values = {}
+    def example_row(self) -> dict[str, Any]:
+        """A valid input row: mid-range numbers, first categories (for docs and probes)."""
+        values: dict[str, Any] = {}
         for f in self.validator.features:
-            if f["kind"] in ("numeric", "boolean") and f.get("min") is not None:
-                values[f["name"]] = (f["min"] + f["max"]) / 2
+            if f["kind"] == "numeric" and f.get("min") is not None:
+                values[f["name"]] = round((f["min"] + f["max"]) / 2, 3)
+            elif f["kind"] == "boolean":
+                values[f["name"]] = False
             else:
                 values[f["name"]] = (f.get("categories") or [None])[0]
-        return self.validator.validate([values]).frame
+        return values
 
     def predict(self, rows: list[dict[str, Any]]) -> list[RowPrediction]:
         """Validate ``rows`` and predict; raises ``RowValidationError`` on bad fields."""
