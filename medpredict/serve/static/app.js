@@ -184,7 +184,8 @@ function showResult(model, p) {
   $("factor-note").textContent = p.top_factors && p.top_factors.length
     ? `Bars: contribution to the ${p.top_factors[0].space} of the risk; red raises it, blue lowers it.` : "";
   const auc = state.model.auroc;
-  const aucText = auc ? ` · cross-validated AUROC ${auc.value.toFixed(2)} (95% CI ${auc.low.toFixed(2)}–${auc.high.toFixed(2)})` : "";
+  const ci = auc && auc.high > auc.low ? ` (95% CI ${auc.low.toFixed(2)}–${auc.high.toFixed(2)})` : "";
+  const aucText = auc ? ` · cross-validated AUROC ${auc.value.toFixed(2)}${ci}` : "";
   $("model-line").textContent = `Model ${model.name} ${model.version} · sha256 ${model.sha256.slice(0, 12)}…${aucText}`;
 }
 
@@ -221,7 +222,7 @@ function factorChart(factors) {
   root.append(svg("line", { x1: zero, x2: zero, y1: 0, y2: height, stroke: "#8a96a3" }));
   factors.forEach((f, i) => {
     const y = i * rowHeight + 4;
-    const length = (Math.abs(f.contribution) / max) * (half - 4);
+    const length = (Math.abs(f.contribution) / max) * (half - 40);
     const raises = f.contribution > 0;
     root.append(svg("text", { x: 0, y: y + 14, "font-size": 11, fill: "#1d2733" }, `${f.feature} = ${f.value === null ? "missing" : fmt(f.value)}`));
     root.append(svg("rect", {
