@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from medpredict.data.errors import DataError
 from medpredict.wearables.alerts import write_alerts
 from medpredict.wearables.monitor import DETECTORS, make_detectors, monitor_path
 from medpredict.wearables.timeline import timeline_html
@@ -43,8 +44,14 @@ def monitor(
     Writes alerts.csv, alerts.json, timeline.html, quarantine.csv and ingest.json to OUT.
     Alerts are informational and not a diagnosis.
     """
-    chosen = make_detectors([d.strip() for d in detectors.split(",") if d.strip()])
-    result = monitor_path(path, timezone=timezone, store_path=store, detectors=chosen)
+    try:
+        chosen = make_detectors([d.strip() for d in detectors.split(",") if d.strip()])
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--detectors") from err
+    try:
+        result = monitor_path(path, timezone=timezone, store_path=store, detectors=chosen)
+    except (DataError, FileNotFoundError) as err:
+        raise typer.BadParameter(str(err), param_hint="PATH") from err
     out.mkdir(parents=True, exist_ok=True)
     csv_path, json_path = write_alerts(result.alerts, out)
     counts = result.alerts["person"].value_counts()

@@ -95,8 +95,7 @@ def daily_features(
                 merged[column] = merged[column].combine_first(merged.pop(f"{column}_day"))
         computed = merged
     for column in FEATURES:
-        if column not in computed:
-            computed[column] = np.nan
+        computed[column] = computed[column].astype(float) if column in computed else np.nan
     computed["person"] = computed["person"].astype(str)
     columns = ["person", "date", *FEATURES]
     return computed[columns].sort_values(["person", "date"], ignore_index=True)
