@@ -46,6 +46,8 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.utils.validation import check_is_fitted
 
 from medpredict.evaluation.bootstrap import bootstrap
+from medpredict.report.html import Section, callout
+from medpredict.report.html import table as table_html
 
 UNCERTAIN = "uncertain — refer"
 ATYPICAL = "atypical — refer"
@@ -311,3 +313,46 @@ def coverage_table(
             }
         )
     return pd.DataFrame(rows)
+
+
+def conformal_section(table: pd.DataFrame, alpha: float, conditional: str) -> Section:
+    """Report section: empirical coverage overall, per class and per group.
+
+    ``table`` comes from :func:`coverage_table` of cross-conformal sets, so each
+    patient's set was computed without that patient in the calibration data.
+    """
+    nominal = 1 - alpha
+    overall = table.iloc[0]
+    kind = "each outcome class separately" if conditional == "class" else "all patients together"
+    parts = [
+        f"<p>Conformal prediction sets at {nominal:.0%} nominal coverage, calibrated on "
+        f"{kind} (and per group when the study asks for it). Each patient's set is computed "
+        "by a predictor calibrated without that patient (5-fold cross-conformal). A set with "
+        f"both outcomes means <b>{UNCERTAIN}</b>: the model cannot decide at this confidence. "
+        f"An empty set means <b>{ATYPICAL}</b>: the patient is unlike the calibration "
+        "patients of either outcome.</p>",
+        f"<p>Empirical coverage {overall.coverage:.1%} (95% CI {overall.coverage_low:.1%}–"
+        f"{overall.coverage_high:.1%}); {overall.referred:.1%} of patients would be referred.</p>",
+    ]
+    short = table[(table["coverage_high"] < nominal) & (table["attribute"] != "all")]
+    if len(short):
+        parts.append(
+            callout(
+                "Coverage is below the nominal level in: "
+                + ", ".join(f"{r.attribute} {r.group}" for r in short.itertuples())
+                + ". Sets for these patients are less reliable than stated; calibrate per "
+                "group or collect more data."
+            )
+        )
+    parts.append(
+        table_html(
+            [
+                [r.attribute, r.group, r.n,
+                 f"{r.coverage:.3f} ({r.coverage_low:.3f}–{r.coverage_high:.3f})",
+                 f"{r.mean_set_size:.2f}", f"{r.referred:.1%}"]
+                for r in table.itertuples()
+            ],
+            ["attribute", "group", "n", "coverage (95% CI)", "mean set size", "referred"],
+        )
+    )
+    return Section("Uncertainty (conformal prediction)", "".join(parts))

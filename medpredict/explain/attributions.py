@@ -39,6 +39,7 @@ Examples
 
 from __future__ import annotations
 
+import json
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -144,6 +145,26 @@ def make_background(frame: pd.DataFrame, size: int = 100, seed: int = 0) -> pd.D
     return pd.DataFrame(
         {c: sample[c].to_numpy()[rng.permutation(len(sample))] for c in sample.columns}
     ).astype(sample.dtypes.to_dict())
+
+
+def background_to_json(background: pd.DataFrame) -> bytes:
+    """Serialise a background table (columns, rows; missing values as null) as JSON."""
+    rows = [[_plain(v) for v in row] for row in background.itertuples(index=False)]
+    return json.dumps({"columns": [str(c) for c in background.columns], "rows": rows}).encode()
+
+
+def background_from_json(payload: bytes) -> pd.DataFrame:
+    """Read a background written by :func:`background_to_json`.
+
+    Examples
+    --------
+    >>> frame = pd.DataFrame({"age": [50.0, None], "sex": ["F", "M"]})
+    >>> background_from_json(background_to_json(frame)).equals(frame)
+    True
+    """
+    data = json.loads(payload)
+    frame = pd.DataFrame(data["rows"], columns=data["columns"])
+    return frame.fillna(np.nan).infer_objects()
 
 
 def _names(selection: Any, columns: Sequence[str]) -> list[str]:
