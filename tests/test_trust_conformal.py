@@ -85,7 +85,7 @@ def _split_coverage(X, y, repeats: int) -> dict[str, tuple[float, np.ndarray, fl
 
 
 def test_coverage_on_repeated_random_splits_of_pima(pima):
-    for conditional, (coverage, per_class, size) in _split_coverage(*pima, 25).items():
+    for conditional, (coverage, per_class, size) in _split_coverage(*pima, 20).items():
         assert abs(coverage - 0.9) <= 0.03, conditional
         assert size < 2  # informative sets, not always {0, 1}
         if conditional == "class":
@@ -93,7 +93,7 @@ def test_coverage_on_repeated_random_splits_of_pima(pima):
 
 
 def test_coverage_on_repeated_random_splits_of_wisconsin(wisconsin):
-    coverage, per_class, size = _split_coverage(*wisconsin, 20)["class"]
+    coverage, per_class, size = _split_coverage(*wisconsin, 15)["class"]
     assert abs(coverage - 0.9) <= 0.03
     assert np.all(np.abs(per_class - 0.9) <= 0.03)
     assert size < 1.2

@@ -58,8 +58,8 @@ def audits(pima):
     biased = risk.copy()
     older = sensitive["age_group"].to_numpy() == "40+"
     biased[older] *= 0.4
-    fair = audit_fairness(y, risk, sensitive, n_boot=200, seed=0)
-    unfair = audit_fairness(y, biased, sensitive, n_boot=200, seed=0)
+    fair = audit_fairness(y, risk, sensitive, n_boot=150, seed=0)
+    unfair = audit_fairness(y, biased, sensitive, n_boot=150, seed=0)
     return fair, unfair, biased
 
 
