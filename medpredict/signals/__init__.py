@@ -1,0 +1,1 @@
+"""Physiological signals: WFDB input, NeuroKit2 ECG/PPG processing, AF detection models."""
