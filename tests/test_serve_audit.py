@@ -227,3 +227,48 @@ def test_keys_new_command_stores_only_the_hash(tmp_path):
     assert again.exit_code == 2 and "already has a key" in again.output
     bad = runner.invoke(cli(), ["keys", "new", "--id", "x", "--role", "root", "--file", str(file)])
     assert bad.exit_code == 2
+
+
+def test_concurrent_requests_are_batched_and_each_audited(tmp_path):
+    """16 requests arrive while the worker is busy: fewer model calls, one row each."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from medpredict.serve.batching import PredictionQueue
+    from medpredict.serve.models import ServedModel
+
+    model = ServedModel.from_dir(pima_model())
+    patients = pima_test_patients(17)
+    expected = model.predict(patients)
+    original, sizes, release = model.predict_checked, [], threading.Event()
+
+    def slow_first_call(checked):
+        sizes.append(len(checked.frame))
+        if len(sizes) == 1:
+            release.wait(10)
+        return original(checked)
+
+    model.predict_checked = slow_first_call
+    log = AuditLog(f"sqlite:///{tmp_path / 'b.db'}")
+    queue = PredictionQueue(log)
+
+    def ask(i: int):
+        rows = [patients[i]]
+        return queue.run(model, model.validator.validate(rows), f"caller-{i}", "predict",
+                         f"hash-{i}")
+
+    with ThreadPoolExecutor(17) as pool:
+        first = pool.submit(ask, 0)
+        while not sizes:
+            threading.Event().wait(0.01)
+        rest = [pool.submit(ask, i) for i in range(1, 17)]
+        while queue._queue.qsize() < 16:
+            threading.Event().wait(0.01)
+        release.set()
+        answers = [first.result(), *(f.result() for f in rest)]
+    queue.close()
+    assert sizes == [1, 16]
+    for i, (predictions, seq) in enumerate(answers):
+        assert predictions[0].risk == pytest.approx(expected[i].risk, abs=1e-12)
+        row = rows_of(tmp_path / "b.db")[seq - 1]
+        assert (row["principal"], row["input_sha256"]) == (f"caller-{i}", f"hash-{i}")
+    assert verify_chain(log.engine).rows == 17

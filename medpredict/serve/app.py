@@ -8,6 +8,8 @@ Examples
 
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib.resources import files
 from os import PathLike
 from typing import Annotated, Any, Literal
@@ -23,6 +25,7 @@ from medpredict import __version__
 from medpredict.serve import cds_hooks
 from medpredict.serve.audit import AuditLog, input_hash
 from medpredict.serve.auth import Principal
+from medpredict.serve.batching import PredictionQueue
 from medpredict.serve.config import ServeSettings
 from medpredict.serve.fhir import (
     FhirInputError,
@@ -96,21 +99,6 @@ class PredictResponse(BaseModel):
     predictions: list[PredictionOut]
 
 
-def _audit_output(predictions: list[RowPrediction]) -> list[dict[str, Any]]:
-    """What the audit log keeps of an answer: no input values, no warnings text."""
-    return [
-        {
-            "risk": p.risk,
-            "band": p.band.label if p.band else None,
-            "probabilities": p.probabilities,
-            "prediction": p.prediction,
-            "conformal_set": p.conformal_set,
-            "factors": [[f["feature"], f["contribution"]] for f in p.factors or []],
-        }
-        for p in predictions
-    ]
-
-
 def _model_mappings(store: ModelStore, settings: ServeSettings) -> dict[str, FhirMapping]:
     """Mappings saved in model directories, overridden by the settings' mapping file."""
     mappings: dict[str, FhirMapping] = {}
@@ -141,7 +129,16 @@ def create_app(models: list[str | PathLike[str]], settings: ServeSettings | None
     settings = settings or ServeSettings.from_env()
     store = ModelStore(list(models), settings)
     mappings = _model_mappings(store, settings)
+    audit = AuditLog(settings.audit_url)
+    predictions = PredictionQueue(audit)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        predictions.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="medpredict",
         version=__version__,
         description="Calibrated disease-risk predictions with explanations, "
@@ -150,7 +147,8 @@ def create_app(models: list[str | PathLike[str]], settings: ServeSettings | None
     app.state.store = store
     app.state.mappings = mappings
     app.state.auth = Authenticator(settings)
-    app.state.audit = AuditLog(settings.audit_url)
+    app.state.audit = audit
+    app.state.predictions = predictions
     app.state.settings = settings
     hmac_key = (
         settings.audit_hmac_key.get_secret_value().encode() if settings.audit_hmac_key else None
@@ -184,12 +182,10 @@ def create_app(models: list[str | PathLike[str]], settings: ServeSettings | None
     def audited(
         principal: Principal, action: str, model: ServedModel, rows: list[dict[str, Any]]
     ) -> tuple[list[RowPrediction], int]:
-        predictions = model.predict(rows)
-        row = app.state.audit.append(
-            principal.id, action, model.identity, input_hash(rows, hmac_key),
-            _audit_output(predictions),
+        checked = model.validator.validate(rows)
+        return app.state.predictions.run(
+            model, checked, principal.id, action, input_hash(rows, hmac_key)
         )
-        return predictions, row["seq"]
 
     @app.get("/health", tags=["service"], summary="Liveness: the service and its models")
     def health() -> dict[str, Any]:

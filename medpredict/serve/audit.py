@@ -142,6 +142,17 @@ def make_engine(url: str, writer: bool = True) -> Engine:
     return engine
 
 
+@dataclass(frozen=True)
+class AuditEntry:
+    """What one answered request contributes to the log."""
+
+    principal: str
+    action: str
+    model: dict[str, str]
+    input_sha256: str
+    output: Any
+
+
 class AuditLog:
     """Writer of the audit chain.
 
@@ -165,25 +176,34 @@ class AuditLog:
         output: Any,
     ) -> dict[str, Any]:
         """Add one row, chained to the last; return it (with ``seq`` and ``hash``)."""
+        return self.append_many([AuditEntry(principal, action, model, input_sha256, output)])[0]
+
+    def append_many(self, entries: list[AuditEntry]) -> list[dict[str, Any]]:
+        """Add rows in one transaction (one commit), chained in order; return them."""
         with self._lock, self.engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 connection.exec_driver_sql("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE")
             last = connection.execute(_LAST).first()
-            row = {
-                "seq": 1 if last is None else last.seq + 1,
-                "ts": datetime.now(UTC).isoformat(timespec="microseconds"),
-                "principal": principal,
-                "action": action,
-                "model_name": model["name"],
-                "model_version": model["version"],
-                "model_sha256": model["sha256"],
-                "input_sha256": input_sha256,
-                "output": canonical_json(output),
-                "prev_hash": GENESIS if last is None else last.hash,
-            }
-            row["hash"] = _row_hash(row)
-            connection.execute(_INSERT, row)
-        return row
+            seq, prev = (0, GENESIS) if last is None else (last.seq, last.hash)
+            rows = []
+            for entry in entries:
+                seq += 1
+                row = {
+                    "seq": seq,
+                    "ts": datetime.now(UTC).isoformat(timespec="microseconds"),
+                    "principal": entry.principal,
+                    "action": entry.action,
+                    "model_name": entry.model["name"],
+                    "model_version": entry.model["version"],
+                    "model_sha256": entry.model["sha256"],
+                    "input_sha256": entry.input_sha256,
+                    "output": canonical_json(entry.output),
+                    "prev_hash": prev,
+                }
+                row["hash"] = prev = _row_hash(row)
+                rows.append(row)
+            connection.execute(_INSERT, rows)
+        return rows
 
     def count(self) -> int:
         """Number of rows in the log."""

@@ -33,7 +33,7 @@ from medpredict.registry import LoadedModel, load_model
 from medpredict.serve.bands import Band, band_for, risk_bands
 from medpredict.serve.config import ServeSettings
 from medpredict.serve.package import BACKGROUND_FILE, listed_files, load_conformal
-from medpredict.serve.rows import RowValidator
+from medpredict.serve.rows import RowValidator, ValidatedRows
 
 logger = logging.getLogger("medpredict.serve")
 
@@ -140,7 +140,10 @@ class ServedModel:
 
     def predict(self, rows: list[dict[str, Any]]) -> list[RowPrediction]:
         """Validate ``rows`` and predict; raises ``RowValidationError`` on bad fields."""
-        checked = self.validator.validate(rows)
+        return self.predict_checked(self.validator.validate(rows))
+
+    def predict_checked(self, checked: ValidatedRows) -> list[RowPrediction]:
+        """Predict rows already validated by ``self.validator``."""
         scored = predict_frame(self.loaded, checked.frame)
         if self.task == "binary":
             proba = np.column_stack([1 - scored["risk"], scored["risk"]])
