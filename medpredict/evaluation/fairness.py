@@ -189,26 +189,25 @@ def audit_fairness(
         )
     if tolerance <= 0:
         raise ValueError(f"tolerance must be positive, got {tolerance}")
-    labels = group_labels(sensitive, max_order)
-    resamples = resample_indices(y, n_boot, seed, patients)
+    # rows ordered by risk: every (ascending) bootstrap resample stays ordered, so the
+    # AUROC's sort runs in linear time
+    order = np.argsort(-risk, kind="stable")
+    y, risk = y[order], risk[order]
+    labels = {k: v[order] for k, v in group_labels(sensitive, max_order).items()}
+    patients = None if patients is None else np.asarray(patients)[order]
+    resamples = [(i, y[i], risk[i]) for i in resample_indices(y, n_boot, seed, patients)]
     group_rows, disparity_rows = [], []
     for attribute, label in labels.items():
         for group in np.unique(label):
             member = label == group
             point = _metrics(y[member], risk[member], threshold)
             rest = _metrics(y[~member], risk[~member], threshold)
-            draws = np.array(
-                [
-                    _metrics(y[i][member[i]], risk[i][member[i]], threshold)
-                    for i in resamples
-                ]
-            ).reshape(-1, len(METRICS))
-            rest_draws = np.array(
-                [
-                    _metrics(y[i][~member[i]], risk[i][~member[i]], threshold)
-                    for i in resamples
-                ]
-            ).reshape(-1, len(METRICS))
+            draws = np.full((len(resamples), len(METRICS)), np.nan)
+            rest_draws = draws.copy()
+            for b, (i, y_b, risk_b) in enumerate(resamples):
+                inside = member[i]
+                draws[b] = _metrics(y_b[inside], risk_b[inside], threshold)
+                rest_draws[b] = _metrics(y_b[~inside], risk_b[~inside], threshold)
             events = int(y[member].sum())
             n = int(member.sum())
             small = n < min_group_size or min(events, n - events) < min_events
