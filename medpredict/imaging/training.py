@@ -1,0 +1,187 @@
+"""Training loop for image networks: frozen stages, layer-wise learning rates, early stopping.
+
+The backbone's first ``n_stages - trainable`` stages are frozen (no gradients, batch-norm
+statistics fixed); the remaining stages and the head train with AdamW, each earlier
+stage at ``layer_decay`` times the learning rate of the stage after it, under a cosine
+schedule. Without augmentation, the frozen part runs once and its output is cached.
+The epoch with the best validation score is kept. Everything random derives from
+``seed`` through explicit generators.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.nn import functional
+
+from medpredict.evaluation.metrics import auroc
+from medpredict.imaging.network import ImageNetwork
+from medpredict.imaging.transforms import augment as random_augment
+from medpredict.imaging.transforms import match_channels, normalise, resize
+
+
+@dataclass
+class FitLog:
+    """What happened in one training run."""
+
+    best_epoch: int = -1
+    epochs_run: int = 0
+    train_loss: list[float] = field(default_factory=list)
+    validation_loss: list[float] = field(default_factory=list)
+    validation_auroc: list[float] = field(default_factory=list)
+
+
+@dataclass
+class TrainConfig:
+    """Settings of :func:`train_network` (see :class:`ImageTransferClassifier`)."""
+
+    trainable: int
+    learning_rate: float = 1e-3
+    layer_decay: float = 0.7
+    weight_decay: float = 1e-4
+    max_epochs: int = 30
+    batch_size: int = 32
+    patience: int = 6
+    augment: bool = True
+    monitor: str = "loss"
+    class_weights: np.ndarray | None = None
+    seed: int = 0
+
+
+def _resized(network: ImageNetwork, unit: torch.Tensor) -> torch.Tensor:
+    return resize(match_channels(unit, network.backbone.in_channels), network.image_size)
+
+
+def _normalised(network: ImageNetwork, x: torch.Tensor) -> torch.Tensor:
+    return normalise(x, network.backbone.mean, network.backbone.std)
+
+
+def _run_stages(network: ImageNetwork, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    for stage in network.backbone.stages[start:stop]:
+        x = stage(x)
+    return x
+
+
+def _score(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    loss = float(functional.cross_entropy(logits, y))
+    proba = torch.softmax(logits, dim=1).numpy()
+    labels = y.numpy()
+    if proba.shape[1] == 2:
+        return loss, auroc(labels.astype(float), proba[:, 1])
+    scores = [auroc((labels == k).astype(float), proba[:, k]) for k in range(proba.shape[1])]
+    return loss, float(np.nanmean(scores))
+
+
+def _param_groups(
+    network: ImageNetwork, first: int, config: TrainConfig
+) -> list[dict[str, object]]:
+    groups: list[dict[str, object]] = [
+        {"params": list(network.head.parameters()), "lr": config.learning_rate}
+    ]
+    stages = network.backbone.stages
+    for i in range(first, len(stages)):
+        params = [p for p in stages[i].parameters() if p.requires_grad]
+        if params:
+            rate = config.learning_rate * config.layer_decay ** (len(stages) - i)
+            groups.append({"params": params, "lr": rate})
+    return groups
+
+
+def train_network(
+    network: ImageNetwork,
+    unit: torch.Tensor,
+    y: np.ndarray,
+    val_unit: torch.Tensor | None,
+    val_y: np.ndarray | None,
+    config: TrainConfig,
+) -> FitLog:
+    """Train ``network`` in place on images in [0, 1] (``(N, C, H, W)``) with class indices ``y``.
+
+    With no validation images it trains ``max_epochs`` and keeps the last weights.
+    """
+    stages = network.backbone.stages
+    first = len(stages) - min(max(config.trainable, 0), len(stages))
+    for i, stage in enumerate(stages):
+        for p in stage.parameters():
+            p.requires_grad_(i >= first)
+    generator = torch.Generator().manual_seed(config.seed)
+    target = torch.from_numpy(np.asarray(y, dtype=np.int64))
+    weight = None if config.class_weights is None else torch.tensor(config.class_weights).float()
+
+    def frozen_part(images: torch.Tensor) -> torch.Tensor:
+        for stage in stages[:first]:
+            stage.eval()
+        with torch.no_grad():
+            outs = [
+                _run_stages(network, _normalised(network, _resized(network, batch)), 0, first)
+                for batch in torch.split(images, 64)
+            ]
+        return torch.cat(outs)
+
+    cached = None if config.augment else frozen_part(unit)
+    val_cached = None
+    if val_unit is not None and val_y is not None and len(val_y):
+        val_cached = frozen_part(val_unit)
+        val_target = torch.from_numpy(np.asarray(val_y, dtype=np.int64))
+    optimiser = torch.optim.AdamW(
+        _param_groups(network, first, config), weight_decay=config.weight_decay
+    )
+    base_rates = [g["lr"] for g in optimiser.param_groups]
+    n = len(target)
+    n_batches = max(1, math.ceil(n / config.batch_size))
+    if n // n_batches < 2:
+        n_batches = max(1, n // 2)
+    log = FitLog()
+    best_value, best_state = math.inf, None
+    for epoch in range(config.max_epochs):
+        factor = 0.5 * (1 + math.cos(math.pi * epoch / config.max_epochs))
+        for group, rate in zip(optimiser.param_groups, base_rates, strict=True):
+            group["lr"] = rate * factor
+        network.train()
+        for stage in stages[:first]:
+            stage.eval()
+        order = torch.randperm(n, generator=generator)
+        total = 0.0
+        for rows in torch.tensor_split(order, n_batches):
+            if cached is not None:
+                x = cached[rows]
+            else:
+                x = random_augment(_resized(network, unit[rows]), generator)
+                with torch.no_grad():
+                    x = _run_stages(network, _normalised(network, x), 0, first)
+            logits = network.classify(_run_stages(network, x, first, len(stages)))
+            loss = functional.cross_entropy(logits, target[rows], weight=weight)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            total += float(loss.detach()) * len(rows)
+        log.train_loss.append(total / n)
+        log.epochs_run = epoch + 1
+        if val_cached is None:
+            continue
+        network.eval()
+        with torch.inference_mode():
+            logits = torch.cat([
+                network.classify(_run_stages(network, val_cached[s : s + 64], first, len(stages)))
+                for s in range(0, len(val_cached), 64)
+            ])
+        val_loss, val_auc = _score(logits, val_target)
+        log.validation_loss.append(val_loss)
+        log.validation_auroc.append(val_auc)
+        value = val_loss if config.monitor == "loss" else -val_auc
+        if value < best_value - 1e-6:
+            best_value, log.best_epoch = value, epoch
+            best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
+        elif epoch - log.best_epoch >= config.patience:
+            break
+    if best_state is not None:
+        network.load_state_dict(best_state)
+    else:
+        log.best_epoch = log.epochs_run - 1
+    for p in network.parameters():
+        p.requires_grad_(True)
+    network.eval()
+    return log
