@@ -7,10 +7,9 @@ the directory carries what they need.
 
 Examples
 --------
->>> from medpredict.serve.config import ServeSettings
-from medpredict.serve.package import BACKGROUND_FILE, listed_files, load_conformal
->>> store = ModelStore([], ServeSettings())  # doctest: +SKIP
->>> store.get("pima").predict([{...}])  # doctest: +SKIP
+>>> model = ServedModel.from_dir("runs/pima/model")  # doctest: +SKIP
+>>> model.predict([model.example_row()])[0].band.label  # doctest: +SKIP
+'moderate'
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ Examples
 >>> validator = RowValidator(schema)
 >>> validator.validate([{"glu": "148"}]).frame["glu"].tolist()
 [148.0]
->>> validator.validate([{"glu": 250}]).warnings[0]
-["glu = 250.0 is outside the training range 56–199; the risk is an extrapolation"]
+>>> validator.validate([{"glu": 250}]).warnings[0][0]
+'glu = 250.0 is outside the training range 56–199; the risk is an extrapolation'
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ logs; the caller's id does.
 Examples
 --------
 >>> from medpredict.serve.config import ServeSettings
->>> Authenticator(ServeSettings())
+>>> Authenticator(ServeSettings())  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
 ValueError: no credentials are configured: give a keys file or JWT settings ...
