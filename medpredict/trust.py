@@ -4,7 +4,9 @@
 predictions and returns a :class:`TrustResult`: report sections, a TRIPOD+AI model
 card, a calibrated conformal predictor and an explanation background, plus the files
 to store beside the model (:meth:`TrustResult.extra_files`). :func:`load_trust`
-reads those files back from a verified model directory for prediction and serving.
+reads those files back from a verified model directory, and
+:func:`annotate_predictions` adds each new patient's conformal set, referral status
+and top factors to a prediction.
 
 Settings come from :class:`TrustSpec` (the ``trust:`` block of a study spec).
 
@@ -25,6 +27,7 @@ Examples
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,12 +41,14 @@ from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 
+from medpredict.data.errors import DataError
 from medpredict.evaluation.bootstrap import Estimate, bootstrap
 from medpredict.evaluation.conformal import (
     ConformalSets,
     conformal_section,
     coverage_table,
     cross_conformal_sets,
+    set_status,
 )
 from medpredict.evaluation.fairness import (
     FairnessAudit,
@@ -66,7 +71,7 @@ from medpredict.explain.attributions import (
     make_background,
 )
 from medpredict.explain.report import explanation_sections
-from medpredict.registry import verify_model
+from medpredict.registry import LoadedModel, verify_model
 from medpredict.report.html import Section
 from medpredict.report.model_card import ModelCard
 
@@ -406,4 +411,55 @@ def assess(
         fairness=fairness,
         overfitting=overfitting,
         warnings=warnings,
+    )
+
+
+def annotate_predictions(
+    loaded: LoadedModel,
+    frame: pd.DataFrame,
+    keep: Sequence[str] = (),
+    k: int = 5,
+) -> pd.DataFrame:
+    """Conformal set, referral status and top factors for each row of ``frame``.
+
+    Parameters
+    ----------
+    loaded : a model directory loaded with :func:`medpredict.registry.load_model`,
+        saved with :meth:`TrustResult.extra_files`.
+    frame : new patients (the model's feature columns plus any ``keep`` columns).
+    keep : input columns that are not features (e.g. a patient id); when the study
+        calibrated conformal sets per group, that group's column must be among them
+        or among the features.
+    k : number of factors per patient.
+
+    Returns
+    -------
+    DataFrame with ``prediction_set`` (class labels the model cannot rule out),
+    ``uncertainty`` (``"confident"``, ``"uncertain — refer"`` or ``"atypical — refer"``)
+    and ``top_factors`` (JSON list of ``{feature, value, contribution}``), row by row.
+    """
+    from medpredict.predict import validate_input
+
+    metadata = loaded.metadata
+    X = validate_input(frame, metadata["schema"], list(keep))
+    conformal, background = load_trust(loaded.path)
+    group_column = ((metadata.get("spec") or {}).get("trust") or {}).get("conformal_group")
+    groups = None
+    if len(conformal.group_names_):
+        if group_column is None or group_column not in frame.columns:
+            raise DataError(
+                f"this model's uncertainty is calibrated per {group_column or 'group'}: "
+                f"the input needs the column {group_column!r}"
+            )
+        groups = frame[group_column].to_numpy()
+    proba = loaded.estimator.predict_proba(X)
+    sets = conformal.predict_set(proba, groups)
+    classes = np.asarray([str(c) for c in metadata["classes"]], dtype=object)
+    factors = explain(loaded.estimator, X, background).top_factors(k)
+    return pd.DataFrame(
+        {
+            "prediction_set": ["{" + ", ".join(classes[row]) + "}" for row in sets],
+            "uncertainty": set_status(sets),
+            "top_factors": [json.dumps(f) for f in factors],
+        }
     )
