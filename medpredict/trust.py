@@ -78,7 +78,8 @@ from medpredict.report.model_card import ModelCard
 CONFORMAL_FILE = "conformal.skops"
 BACKGROUND_FILE = "explainer_background.json"
 _CALIBRATION = ("calibration_intercept", "calibration_slope", "ece", "brier")
-_KERNEL_ROWS = 50
+_KERNEL_ROWS = 30
+_KERNEL_EXACT_COLUMNS = 11
 
 
 class TrustSpec(BaseModel):
@@ -114,8 +115,9 @@ class TrustSpec(BaseModel):
         None, description="Sensitive attribute whose groups are calibrated separately."
     )
     explain_rows: int = Field(
-        500, ge=1, description="Development rows explained for the report (at most 50 when "
-        "the model needs the model-agnostic explainer).",
+        500, ge=1, description="Development rows explained for the report (at most 30, with "
+        "sampled coalitions beyond 11 columns, when the model needs the model-agnostic "
+        "kernel explainer).",
     )
     explain_background: int = Field(
         100, ge=10, description="Rows in the stored explanation background."
@@ -334,11 +336,12 @@ def assess(
     warnings: list[str] = []
 
     background = make_background(X, options.explain_background, seed)
-    rows = options.explain_rows
+    rows, n_samples = options.explain_rows, "auto"
     if explanation_method(pipeline) == "kernel":
         rows = min(rows, _KERNEL_ROWS)
-    explained = X.sample(n=min(rows, len(X)), random_state=seed) if rows < len(X) else X
-    attribution = explain(pipeline, explained, background)
+        n_samples = "auto" if X.shape[1] <= _KERNEL_EXACT_COLUMNS else 2 * X.shape[1] + 500
+    explained = X.sample(n=rows, random_state=seed) if rows < len(X) else X
+    attribution = explain(pipeline, explained, background, n_samples=n_samples)
 
     groups = None
     if options.conformal_group is not None:
