@@ -103,7 +103,7 @@ class ImageLoader(TransformerMixin, BaseEstimator):
             return str(frame.columns[0])
         looks = [
             c for c in frame.columns
-            if frame[c].dtype == object and frame[c].astype(str).str.contains(
+            if not pd.api.types.is_numeric_dtype(frame[c]) and frame[c].astype(str).str.contains(
                 r"\.(?:npz#|png$|jpe?g$|dcm$|dicom$|bmp$|tiff?$)", case=False, regex=True
             ).all()
         ]
