@@ -32,7 +32,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from medpredict.data.errors import DataError
 from medpredict.encoders.tabular import register_encoder
@@ -143,6 +143,36 @@ def load_breast_cancer_expression(horizon_days: float = 5 * 365.25) -> Expressio
     )
 
 
+def _matrix(estimator: BaseEstimator, X: Any, reset: bool, allow_nan: bool = False) -> np.ndarray:
+    """``X`` as a float matrix, recording (``reset``) or checking its columns.
+
+    A light version of scikit-learn's validation: thousands of gene columns make the
+    per-column pandas dtype checks the slowest part of a fit.
+    """
+    names = np.asarray(X.columns, dtype=object) if isinstance(X, pd.DataFrame) else None
+    try:
+        values = np.asarray(X, dtype=float)
+    except (TypeError, ValueError) as err:
+        raise DataError(f"gene expression values must be numbers: {err}") from None
+    if values.ndim != 2:
+        raise DataError(f"expected a 2-D table of genes, got {values.ndim} dimension(s)")
+    if not allow_nan and not np.isfinite(values).all():
+        raise DataError("gene expression values contain NaN or infinity; impute them first")
+    if reset:
+        estimator.n_features_in_ = values.shape[1]
+        if names is not None:
+            estimator.feature_names_in_ = names
+        else:
+            estimator.__dict__.pop("feature_names_in_", None)
+        return values
+    if values.shape[1] != estimator.n_features_in_:
+        raise DataError(f"expected {estimator.n_features_in_} gene columns, got {values.shape[1]}")
+    fitted = getattr(estimator, "feature_names_in_", None)
+    if fitted is not None and names is not None and not np.array_equal(fitted, names):
+        raise DataError("gene columns differ from (or are in another order than) those in fit")
+    return values
+
+
 class ExpressionTransform(TransformerMixin, BaseEstimator):
     """Floor, ceiling and log10 of microarray intensities (a per-value, data-free step).
 
@@ -159,14 +189,13 @@ class ExpressionTransform(TransformerMixin, BaseEstimator):
 
     def fit(self, X: Any, y: Any = None) -> ExpressionTransform:
         """Record the input columns."""
-        validate_data(self, X, ensure_all_finite="allow-nan")
+        _matrix(self, X, reset=True, allow_nan=True)
         return self
 
     def transform(self, X: Any) -> np.ndarray:
         """Clip to ``[floor, ceiling]`` and take log10."""
         check_is_fitted(self, "n_features_in_")
-        values = np.clip(validate_data(self, X, reset=False, ensure_all_finite="allow-nan"),
-                         self.floor, self.ceiling)
+        values = np.clip(_matrix(self, X, reset=False, allow_nan=True), self.floor, self.ceiling)
         return np.log10(values) if self.log else values
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
@@ -217,7 +246,7 @@ class GeneSelector(SelectorMixin, BaseEstimator):
 
     def fit(self, X: Any, y: Any = None) -> GeneSelector:
         """Score every gene on the rows given and keep the best ``k``."""
-        values = validate_data(self, X)
+        values = _matrix(self, X, reset=True)
         if self.method not in ("univariate", "variance", "l1"):
             raise ValueError(f"method must be univariate, variance or l1, got {self.method!r}")
         if self.k < 1:
@@ -245,6 +274,11 @@ class GeneSelector(SelectorMixin, BaseEstimator):
         self.support_ = np.zeros(values.shape[1], dtype=bool)
         self.support_[order] = True
         return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        """The selected genes' columns."""
+        check_is_fitted(self, "support_")
+        return _matrix(self, X, reset=False, allow_nan=True)[:, self.support_]
 
     def _get_support_mask(self) -> np.ndarray:
         check_is_fitted(self, "support_")

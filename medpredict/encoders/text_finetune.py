@@ -12,10 +12,10 @@ that folder. Fine-tuning is slow on CPU: a few hundred short texts per minute.
 Examples
 --------
 >>> from medpredict.encoders.text import load_medical_abstracts
->>> corpus = load_medical_abstracts().groupby("label").head(4)
+>>> corpus = load_medical_abstracts().groupby("label").head(2)
 >>> enc = FineTunedSentenceEncoder(max_seq_length=32, show_progress=False)
 >>> enc.fit_transform(corpus[["text"]], corpus["label"]).shape
-(20, 384)
+(10, 384)
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ class FineTunedSentenceEncoder(TransformerMixin, BaseEstimator):
         torch.manual_seed(self.seed)
         encoder = SentenceTransformer(base, device="cpu")
         encoder.max_seq_length = self.max_seq_length
-        head = torch.nn.Linear(encoder.get_sentence_embedding_dimension(), int(labels.max()) + 1)
+        head = torch.nn.Linear(encoder.get_embedding_dimension(), int(labels.max()) + 1)
         params = list(encoder.parameters()) + list(head.parameters())
         optimiser = torch.optim.AdamW(params, lr=self.learning_rate)
         targets = torch.as_tensor(labels, dtype=torch.long)

@@ -114,8 +114,12 @@ def modality_estimator(kind: str, seed: int = 0, columns: list[str] | None = Non
 
 def modality_present(frame: pd.DataFrame) -> np.ndarray:
     """True for rows where at least one of the modality's columns has a value."""
-    blank = frame.apply(lambda c: c.map(lambda v: isinstance(v, str) and not v.strip()))
-    empty = frame.isna().to_numpy() | blank.to_numpy(dtype=bool)
+    empty = frame.isna().to_numpy()
+    for i, name in enumerate(frame.columns):
+        if not pd.api.types.is_numeric_dtype(frame[name]):
+            empty[:, i] |= frame[name].map(lambda v: isinstance(v, str) and not v.strip()).to_numpy(
+                dtype=bool
+            )
     return ~empty.all(axis=1)
 
 
