@@ -199,5 +199,5 @@ def test_welltory_evaluation_is_person_level(welltory) -> None:
             seen.append((self.fitted_on_, set(d["person"])))
             return super().detect(d)
 
-    cross_fitted_scores(Spy(), daily, n_splits=3)
+    cross_fitted_scores(Spy(n_estimators=20), daily, n_splits=3)
     assert len(seen) == 3 and all(not (fit & scored) for fit, scored in seen)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
 
 from medpredict.data.errors import DataError
 from medpredict.wearables.alerts import build_alerts
@@ -54,15 +56,24 @@ class MonitorResult:
 
 
 def score_daily(daily: pd.DataFrame, detectors: Sequence) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Run each detector (fitting a copy on ``daily``) and stack their scores.
+    """Run each detector and stack their scores.
 
+    A detector that is already fitted (e.g. a multivariate detector fitted on a
+    reference population) is used as it is; any other is fitted as a copy on ``daily``.
     A detector that cannot run on these data (e.g. too few person-days to fit) is
     skipped, and the reason is returned instead of raised.
     """
     parts, skipped = [], {}
     for detector in detectors:
         try:
-            parts.append(clone(detector).fit(daily).detect(daily))
+            check_is_fitted(detector)
+            fitted = detector
+        except NotFittedError:
+            fitted = None
+        try:
+            if fitted is None:
+                fitted = clone(detector).fit(daily)
+            parts.append(fitted.detect(daily))
         except DataError as err:
             skipped[detector.name] = str(err)
     scores = pd.concat(parts, ignore_index=True) if parts else score_frame([])

@@ -33,12 +33,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from medpredict.data.errors import DataError
 from medpredict.wearables.catalogue import SIGNALS
 
 REQUIRED = ("person", "signal", "time", "value")
 _OFFSET = r"(?:Z|[+-]\d{2}:?\d{2})$"
+_QUICK_FORMAT = "%Y-%m-%d %H:%M:%S"
 QUARANTINE_COLUMNS = ["person", "signal", "time", "value", "reason", "source", "row"]
 
 
@@ -104,15 +107,21 @@ def parse_times(raw: pd.Series, timezone: str = "UTC") -> tuple[pd.Series, pd.Se
             return utc.astype("datetime64[us]"), offset.astype(int), reason
     else:
         text = raw if pd.api.types.is_string_dtype(raw) else raw.astype(str)
-        aware = text.str.contains(_OFFSET, regex=True, na=False)
-        naive_local = pd.Series(pd.NaT, index=index, dtype="datetime64[us]")
-        naive_text = text[~aware]
-        parsed = pd.to_datetime(naive_text, format="ISO8601", errors="coerce")
-        retry = parsed.isna() & naive_text.notna()
-        if retry.any():
-            squeezed = naive_text[retry].str.replace(r"\s+", " ", regex=True)
-            parsed[retry] = pd.to_datetime(squeezed, format="mixed", errors="coerce")
-        naive_local[~aware] = parsed.astype("datetime64[us]")
+        quick = pc.strptime(
+            pa.array(text, type=pa.string()), format=_QUICK_FORMAT, unit="us", error_is_null=True
+        )
+        naive_local = pd.Series(quick.to_numpy(zero_copy_only=False), index=index)
+        rest = (naive_local.isna() & text.notna()).to_numpy()
+        aware = pd.Series(False, index=index)
+        if rest.any():
+            aware[rest] = text[rest].str.contains(_OFFSET, regex=True, na=False)
+            naive_text = text[rest & ~aware.to_numpy()]
+            parsed = pd.to_datetime(naive_text, format="ISO8601", errors="coerce")
+            retry = parsed.isna() & naive_text.notna()
+            if retry.any():
+                squeezed = naive_text[retry].str.replace(r"\s+", " ", regex=True)
+                parsed[retry] = pd.to_datetime(squeezed, format="mixed", errors="coerce")
+            naive_local[naive_text.index] = parsed.astype("datetime64[us]")
     utc = pd.Series(pd.NaT, index=index, dtype="datetime64[us]")
     offset = pd.Series(0, index=index, dtype=int)
     naive_rows = ~aware & naive_local.notna()
