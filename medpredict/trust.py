@@ -257,7 +257,11 @@ def _card_fields(
         },
         "performance": {k: v for k, v in metrics.items() if k not in _CALIBRATION},
         "calibration": {k: v for k, v in metrics.items() if k in _CALIBRATION},
-        "fairness": fairness.summary() if fairness is not None else "",
+        "fairness": fairness.summary()
+        if fairness is not None
+        else "Not audited: the study declares no sensitive attributes."
+        if len(counts) == 2
+        else "Not audited: the fairness audit covers binary outcomes only.",
         "limitations": [*options.limitations, *warnings],
         "uncertainty": {
             "nominal coverage": f"{1 - options.conformal_alpha:.0%}",
