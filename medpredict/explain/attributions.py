@@ -201,7 +201,8 @@ def column_origins(preprocessor: ColumnTransformer, columns: Sequence[str]) -> l
     Parameters
     ----------
     preprocessor : fitted ``ColumnTransformer``.
-    columns : the original column names it was fitted on, in order.
+    columns : the original column names it was fitted on, in fitting order (integer
+        selections such as the remainder's refer to these positions).
 
     Examples
     --------
@@ -358,7 +359,8 @@ def _raw_attributions(
     method = explanation_method(estimator)
     if method in ("tree", "linear"):
         preprocessor, model = _split(estimator)
-        origins = column_origins(preprocessor, columns)
+        fitted_columns = getattr(preprocessor, "feature_names_in_", columns)
+        origins = column_origins(preprocessor, [str(c) for c in fitted_columns])
         transformed = np.asarray(preprocessor.transform(frame), dtype=float)
         if method == "linear":
             reference = preprocessor.transform(_require_background(background, "linear"))
