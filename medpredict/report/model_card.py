@@ -176,11 +176,11 @@ class ModelCard:
         for item in ITEMS:
             content = self.items[item.key]
             ref = f"TRIPOD+AI {item.tripod}. " if item.tripod != "–" else ""
-            lead = f'<p class="note">{escape(ref + item.asks)}</p>'
+            intro = f'<p class="note">{escape(ref + item.asks)}</p>'
             if content == NOT_REPORTED:
-                body = lead + callout(f"{NOT_REPORTED} Add it to the study spec or card fields.")
+                body = intro + callout(f"{NOT_REPORTED} Add it to the study spec or card fields.")
             else:
-                body = lead + _html_body(content)
+                body = intro + _html_body(content)
             out.append(Section(f"Model card: {item.title}", body))
         return out
 
