@@ -230,3 +230,14 @@ def test_cds_refuses_unknown_services_hooks_and_callers(client):
     assert client.post("/cds-services/medpredict-pima", json=wrong_hook).status_code == 400
     assert client.post("/cds-services/medpredict-pima", json=cds_request(row),
                        headers={"X-API-Key": keys()["admin"]}).status_code == 403
+
+
+def test_values_the_schema_refuses_give_an_operation_outcome(client):
+    row = pima_test_patients(1)[0]
+    text = observation("glu", row["glu"], "p1")
+    del text["valueQuantity"]
+    text["valueString"] = "high"
+    answer = fhir(client, bundle(row, drop=("glu",), extra=[text]))
+    assert answer.status_code == 422
+    outcome = OperationOutcome.model_validate(answer.json())
+    assert outcome.issue[0].diagnostics.startswith("feature 'glu': Input should be a valid number")

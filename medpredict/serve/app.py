@@ -31,6 +31,7 @@ from medpredict.serve.fhir import (
     FhirInputError,
     FhirMapping,
     extract_row,
+    invalid_values,
     load_mappings,
     parse_bundle,
     risk_assessment,
@@ -129,6 +130,7 @@ def create_app(models: list[str | PathLike[str]], settings: ServeSettings | None
     settings = settings or ServeSettings.from_env()
     store = ModelStore(list(models), settings)
     mappings = _model_mappings(store, settings)
+    auth = Authenticator(settings)
     audit = AuditLog(settings.audit_url)
     predictions = PredictionQueue(audit)
 
@@ -146,7 +148,7 @@ def create_app(models: list[str | PathLike[str]], settings: ServeSettings | None
     )
     app.state.store = store
     app.state.mappings = mappings
-    app.state.auth = Authenticator(settings)
+    app.state.auth = auth
     app.state.audit = audit
     app.state.predictions = predictions
     app.state.settings = settings
@@ -274,7 +276,10 @@ def create_app(models: list[str | PathLike[str]], settings: ServeSettings | None
     ) -> JSONResponse:
         model, mapping = fhir_model(model_name)
         extracted = extract_row(parse_bundle(bundle), mapping)
-        predictions, _ = audited(principal, "fhir", model, [extracted.row])
+        try:
+            predictions, _ = audited(principal, "fhir", model, [extracted.row])
+        except RowValidationError as error:
+            raise invalid_values(error) from None
         resource = risk_assessment(model, mapping, extracted, predictions[0])
         return JSONResponse(resource, media_type=FHIR_JSON)
 
@@ -300,10 +305,12 @@ def create_app(models: list[str | PathLike[str]], settings: ServeSettings | None
         try:
             bundle = parse_bundle(cds_hooks.prefetch_bundle(request_body))
             extracted = extract_row(bundle, mapping)
-        except FhirInputError as error:
+            predictions, _ = audited(principal, "cds-hooks", model, [extracted.row])
+        except (FhirInputError, RowValidationError) as error:
+            if isinstance(error, RowValidationError):
+                error = invalid_values(error)
             problems = [i["diagnostics"] for i in error.outcome["issue"]]
             return {"cards": [cds_hooks.missing_data_card(model, problems)]}
-        predictions, _ = audited(principal, "cds-hooks", model, [extracted.row])
         return {"cards": [cds_hooks.risk_card(model, mapping, predictions[0])]}
 
     static = files("medpredict.serve") / "static"

@@ -44,6 +44,7 @@ from fhir.resources.R4B.riskassessment import RiskAssessment
 from pydantic import ValidationError
 
 from medpredict.serve.models import RowPrediction, ServedModel
+from medpredict.serve.rows import RowValidationError
 
 UCUM = "http://unitsofmeasure.org"
 RISK_PROBABILITY = "http://terminology.hl7.org/CodeSystem/risk-probability"
@@ -230,6 +231,14 @@ def extract_row(bundle: Bundle, mapping: FhirMapping, today: date | None = None)
     if issues:
         raise FhirInputError(operation_outcome(issues), 422)
     return ExtractedRow(row, patient_ref, basis)
+
+
+def invalid_values(error: RowValidationError) -> FhirInputError:
+    """The 422 OperationOutcome for FHIR values the model's schema refuses."""
+    issues = [
+        ("value", f"feature {e['loc'][-1]!r}: {e['msg']}", None) for e in error.errors
+    ]
+    return FhirInputError(operation_outcome(issues), 422)
 
 
 def _has_code(observation: Any, source: FeatureSource) -> bool:
