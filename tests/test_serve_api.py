@@ -295,3 +295,10 @@ def test_application_logs_hold_no_patient_values_or_keys(client, caplog):
     assert "POST /v1/models/pima/predict 200" in text
     for leaked in ("187.65", "41.98", keys()["clinician"], "mpk_secret-guess"):
         assert leaked not in text
+
+
+def test_service_answers_across_restarts_of_its_lifespan():
+    app = make_client().app
+    for _ in range(2):
+        with TestClient(app) as client:
+            assert predict(client, pima_test_patients(1)).status_code == 200

@@ -69,9 +69,8 @@ class PredictionQueue:
         self.max_rows = max_rows
         self.timeout = timeout
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._worker = threading.Thread(target=self._work, name="medpredict-predict",
-                                        daemon=True)
-        self._worker.start()
+        self._worker: threading.Thread | None = None
+        self._lock = threading.Lock()
 
     def run(
         self,
@@ -83,13 +82,22 @@ class PredictionQueue:
     ) -> tuple[list[RowPrediction], int]:
         """Predict and audit one request; return its predictions and audit row number."""
         job = _Job(model, checked, principal, action, input_sha256)
-        self._queue.put(job)
+        with self._lock:
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._work, name="medpredict-predict",
+                                                 daemon=True)
+                self._worker.start()
+            self._queue.put(job)
         return job.future.result(self.timeout)
 
     def close(self) -> None:
-        """Stop the worker after the jobs already queued."""
-        self._queue.put(None)
-        self._worker.join(self.timeout)
+        """Stop the worker after the jobs already queued (a later request restarts it)."""
+        with self._lock:
+            worker, self._worker = self._worker, None
+            if worker is not None:
+                self._queue.put(None)
+        if worker is not None:
+            worker.join(self.timeout)
 
     def _work(self) -> None:
         while True:
