@@ -33,13 +33,19 @@ from sklearn.pipeline import Pipeline
 
 from medpredict import __version__
 from medpredict.data.cohort import Cohort, build_cohort, build_external, load_table
+from medpredict.data.datasets import DATASETS
 from medpredict.data.loading import frame_sha256, read_table
 from medpredict.encoders.tabular import build_preprocessor
 from medpredict.evaluation.bootstrap import Estimate, bootstrap
 from medpredict.evaluation.metrics import (
     HIGHER_IS_BETTER,
+    auroc,
+    average_precision,
     binary_metrics,
+    brier,
+    log_loss,
     multiclass_metrics,
+    recalibration_fit,
     threshold_for_sensitivity,
     threshold_for_specificity,
 )
@@ -48,6 +54,7 @@ from medpredict.models.registry import make_model, takes_raw_input
 from medpredict.progress import StudyProgress
 from medpredict.registry import save_model
 from medpredict.spec import ModelSpec, StudySpec
+from medpredict.trust import assess
 from medpredict.versions import library_versions
 
 
@@ -87,6 +94,7 @@ class StudyResult:
     holdouts: list[HoldoutResult]
     data_sha256: str
     seconds: float
+    trust: Any = None
     model_dir: Path | None = None
     report_path: Path | None = None
 
@@ -117,12 +125,23 @@ def build_pipeline(cohort: Cohort, model: ModelSpec, spec: StudySpec) -> Classif
 
 
 def metric_function(
-    spec: StudySpec, thresholds: dict[str, float] | None = None
+    spec: StudySpec,
+    thresholds: dict[str, float] | None = None,
+    calibration_start: tuple[float, float, float] = (0.0, 0.0, 1.0),
 ) -> Callable[[np.ndarray, np.ndarray], dict[str, float]]:
     """The metric set for the spec's task (binary uses the positive-class column)."""
     if spec.task == "binary":
-        return lambda y, proba: binary_metrics(y, proba[:, 1], thresholds)
+        return lambda y, proba: binary_metrics(y, proba[:, 1], thresholds, calibration_start)
     return multiclass_metrics
+
+
+def selection_score(spec: StudySpec) -> Callable[[np.ndarray, np.ndarray], float]:
+    """Just the selection metric, for paired comparisons."""
+    simple = {"auroc": auroc, "auprc": average_precision, "brier": brier, "log_loss": log_loss}
+    if spec.task == "binary" and spec.selection_metric in simple:
+        metric = simple[spec.selection_metric]
+        return lambda y, proba: metric(y, proba[:, 1])
+    return lambda y, proba: metric_function(spec)(y, proba)[spec.selection_metric]
 
 
 def operating_thresholds(spec: StudySpec, y: np.ndarray, risk: np.ndarray) -> dict[str, float]:
@@ -191,8 +210,11 @@ def score_with_ci(
     """Bootstrap CIs for every metric; rows are ordered by risk first, which keeps
     each resample's ranking linear-time on large tables."""
     order = np.argsort(-proba[:, -1], kind="stable")
+    start = (0.0, 0.0, 1.0)
+    if spec.task == "binary":
+        start = recalibration_fit(y, proba[:, 1])
     return bootstrap(
-        metric_function(spec, thresholds),
+        metric_function(spec, thresholds, start),
         y[order],
         proba[order],
         n_boot=spec.bootstrap,
@@ -207,25 +229,28 @@ def _select(candidates: dict[str, CandidateResult], metric: str) -> str:
 
 
 def _paired_deltas(
-    spec: StudySpec, y: np.ndarray, candidates: dict[str, CandidateResult], best: str
+    spec: StudySpec,
+    development: Cohort,
+    candidates: dict[str, CandidateResult],
+    best: str,
 ) -> None:
     """Bootstrap CI of (best - candidate) on the selection metric, same resamples."""
-    metric = spec.selection_metric
-    score = metric_function(spec)
+    score = selection_score(spec)
     for name, candidate in candidates.items():
         if name == best:
             continue
 
         def delta(y_: np.ndarray, a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-            return {"delta": score(y_, a)[metric] - score(y_, b)[metric]}
+            return {"delta": score(y_, a) - score(y_, b)}
 
         candidate.delta_vs_best = bootstrap(
             delta,
-            y,
+            development.y,
             candidates[best].oof_proba,
             candidate.oof_proba,
             n_boot=spec.bootstrap,
             seed=spec.seed,
+            groups=development.groups,
         )["delta"]
 
 
@@ -280,7 +305,7 @@ def run_study(spec: StudySpec, quiet: bool = False, save: bool = True) -> StudyR
             )
 
         best = _select(candidates, spec.selection_metric)
-        _paired_deltas(spec, development.y, candidates, best)
+        _paired_deltas(spec, development, candidates, best)
         progress.stage(f"refitting {best} on all development data", total=None)
         final_model = clone(build_pipeline(development, _model_spec(spec, best), spec))
         final_model.fit(development.X, development.y)
@@ -302,11 +327,77 @@ def run_study(spec: StudySpec, quiet: bool = False, save: bool = True) -> StudyR
         final_model=final_model,
         holdouts=holdouts,
         data_sha256=frame_sha256(frame),
-        seconds=time.perf_counter() - started,
+        seconds=0.0,
     )
+    with StudyProgress(quiet=quiet) as progress:
+        progress.stage("explanations, fairness, conformal sets, model card", total=None)
+        result.trust = assess_trust(result)
+    result.seconds = time.perf_counter() - started
     if save:
         write_outputs(result)
     return result
+
+
+def _data_source(spec: StudySpec) -> str:
+    if spec.data.dataset is not None:
+        bundled = DATASETS[spec.data.dataset]
+        return f"{bundled.description}. Source: {bundled.source}; licence {bundled.licence}."
+    return f"{spec.data.path}"
+
+
+def assess_trust(result: StudyResult) -> Any:
+    """Explanations, fairness audit, conformal sets, overfitting checks and model card."""
+    spec, development, best = result.spec, result.cohort, result.best
+    quality = development.quality
+    outcome = f"{spec.target}" + (
+        f" (event: {result.positive_class})" if spec.task == "binary" else " (multi-class)"
+    )
+    card = {
+        "intended_use": spec.intended_use or "Not stated in the study spec.",
+        "data_source": spec.trust.data_source or _data_source(spec),
+        "participants": spec.trust.participants
+        or {
+            "rows in the data": quality.rows_in,
+            "rows used": quality.rows_used,
+            **{f"rows excluded ({k})": len(v) for k, v in quality.excluded_rows.items()},
+        },
+        "outcome": spec.trust.outcome_definition or outcome,
+        "model_building": {
+            "candidates": ", ".join(result.candidates),
+            "selected": result.best_name,
+            "selection": f"{spec.selection_metric} of out-of-fold predictions",
+            "validation": validation_text(result),
+        },
+    }
+    return assess(
+        result.final_model,
+        development.X,
+        development.y,
+        best.oof_proba,
+        development.sensitive,
+        spec.trust,
+        estimator=build_pipeline(development, _model_spec(spec, result.best_name), spec),
+        patients=development.groups,
+        threshold=next(iter(best.thresholds.values()), 0.5),
+        metrics=best.metrics,
+        validation=[h.kind for h in result.holdouts],
+        card=card,
+        title=spec.name,
+        n_boot=min(spec.bootstrap, 200),
+        seed=spec.seed,
+    )
+
+
+def validation_text(result: StudyResult) -> str:
+    v = result.spec.validation
+    grouped = " grouped by patient" if result.spec.patient_column else ""
+    if v.scheme == "site":
+        text = f"leave-one-site-out over {len(result.folds)} sites"
+    else:
+        prefix = "temporal development period, " if v.scheme == "temporal" else ""
+        text = f"{prefix}{len(result.folds)}-fold stratified cross-validation{grouped}"
+    holdouts = ", ".join(f"{h.kind} validation ({len(h.cohort.y)} rows)" for h in result.holdouts)
+    return text + (f"; {holdouts}" if holdouts else "; internal validation only")
 
 
 def _model_spec(spec: StudySpec, name: str) -> ModelSpec:
@@ -374,6 +465,9 @@ def write_outputs(result: StudyResult) -> None:
 
     run_dir = result.spec.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    result.model_dir = save_model(run_dir / "model", result.final_model, model_metadata(result))
+    extra = result.trust.extra_files() if result.trust is not None else {}
+    result.model_dir = save_model(
+        run_dir / "model", result.final_model, model_metadata(result), extra_files=extra
+    )
     (run_dir / "metrics.json").write_text(json.dumps(metrics_summary(result), indent=2))
     result.report_path = write_report(result, run_dir / "report.html")

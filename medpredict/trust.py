@@ -31,12 +31,11 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import skops.io as sio
-from pydantic import BaseModel, ConfigDict, Field
 from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
@@ -74,65 +73,13 @@ from medpredict.explain.report import explanation_sections
 from medpredict.registry import LoadedModel, verify_model
 from medpredict.report.html import Section
 from medpredict.report.model_card import ModelCard
+from medpredict.spec import TrustSpec
 
 CONFORMAL_FILE = "conformal.skops"
 BACKGROUND_FILE = "explainer_background.json"
 _CALIBRATION = ("calibration_intercept", "calibration_slope", "ece", "brier")
 _KERNEL_ROWS = 30
 _KERNEL_EXACT_COLUMNS = 11
-
-
-class TrustSpec(BaseModel):
-    """Settings of the trust layer (the ``trust:`` block of a study spec)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    fairness_tolerance: float = Field(
-        0.05, gt=0, lt=1,
-        description="Flag a group when the 95% CI of its difference from all other patients "
-        "lies beyond this (same scale for every metric).",
-    )
-    fairness_min_group_size: int = Field(
-        30, ge=1, description="Smaller groups are reported as too small, never flagged."
-    )
-    fairness_min_events: int = Field(
-        5, ge=1, description="Groups with fewer events or non-events are reported as too small."
-    )
-    fairness_intersections: int = Field(
-        2, ge=1, le=4, description="Largest intersection of sensitive attributes audited."
-    )
-    fairness_mitigation: Literal[
-        "none", "true_positive_rate_parity", "false_positive_rate_parity", "equalized_odds",
-        "demographic_parity",
-    ] = Field("none", description="Show the trade-off of group-aware thresholds for this goal.")
-    conformal_alpha: float = Field(
-        0.1, gt=0, lt=0.5, description="Conformal miscoverage: sets cover 1 - alpha of patients."
-    )
-    conformal_conditional: Literal["class", "marginal"] = Field(
-        "class", description="Calibrate conformal sets per outcome class or over everyone."
-    )
-    conformal_group: str | None = Field(
-        None, description="Sensitive attribute whose groups are calibrated separately."
-    )
-    explain_rows: int = Field(
-        500, ge=1, description="Development rows explained for the report (at most 30, with "
-        "sampled coalitions beyond 11 columns, when the model needs the model-agnostic "
-        "kernel explainer).",
-    )
-    explain_background: int = Field(
-        100, ge=10, description="Rows in the stored explanation background."
-    )
-    learning_curve: bool = Field(True, description="Compute a learning curve (refits the model).")
-    max_gap: float = Field(
-        0.05, gt=0, description="Warn when apparent minus cross-validated AUROC exceeds this."
-    )
-    min_events_per_variable: float = Field(
-        10, gt=0, description="Warn below this many events per candidate parameter."
-    )
-    data_source: str = Field("", description="Model card: where the data come from.")
-    participants: str = Field("", description="Model card: setting and eligibility.")
-    outcome_definition: str = Field("", description="Model card: how the outcome was assessed.")
-    limitations: list[str] = Field(default_factory=list, description="Model card: known limits.")
 
 
 @dataclass

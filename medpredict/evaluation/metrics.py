@@ -82,39 +82,62 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def calibration_intercept_slope(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
-    """Calibration-in-the-large and calibration slope.
+def _loglik(y: np.ndarray, eta: np.ndarray) -> float:
+    return float(np.sum(y * eta - np.logaddexp(0.0, eta)))
 
-    The intercept is fitted with the logit of ``p`` as an offset (ideal 0); the slope
-    is the coefficient of that logit in a logistic recalibration model (ideal 1).
-    Both use Newton steps on closed-form 1x1 and 2x2 systems; when the outcomes are
-    perfectly separated the slope has no finite estimate and the value after 25 steps
-    is returned (it will be large).
+
+def recalibration_fit(
+    y: np.ndarray, p: np.ndarray, start: tuple[float, float, float] = (0.0, 0.0, 1.0)
+) -> tuple[float, float, float]:
+    """Offset intercept and the (intercept, slope) of logistic recalibration on logit(p).
+
+    Damped Newton steps (halved until the likelihood improves) on closed-form 1x1 and
+    2x2 systems, from ``start``; a nearby start, such as the full-sample fit when
+    bootstrapping, converges in two or three steps. When the outcomes are perfectly
+    separated the slope has no finite estimate and the value after 25 steps is
+    returned (it will be large).
     """
     lp = _logit(p)
-    intercept = 0.0
+    intercept, b0, b1 = start
     for _ in range(25):
         mu = expit(lp + intercept)
         step = np.sum(y - mu) / (np.sum(mu * (1 - mu)) + _EPS)
+        current = _loglik(y, lp + intercept)
+        while abs(step) > 1e-12 and _loglik(y, lp + intercept + step) < current:
+            step /= 2
         intercept += step
         if abs(step) < 1e-7:
             break
-    b0, b1 = 0.0, 1.0
     for _ in range(25):
-        mu = expit(b0 + b1 * lp)
+        eta = b0 + b1 * lp
+        mu = expit(eta)
         w = mu * (1 - mu)
         r = y - mu
-        s_w, s_wl, s_wll = w.sum(), (w * lp).sum(), (w * lp * lp).sum()
+        wl = w * lp
+        s_w, s_wl, s_wll = w.sum(), wl.sum(), (wl * lp).sum()
         g0, g1 = r.sum(), (r * lp).sum()
         det = s_w * s_wll - s_wl * s_wl
         if det <= _EPS:
             break
         d0 = (s_wll * g0 - s_wl * g1) / det
         d1 = (s_w * g1 - s_wl * g0) / det
+        current = _loglik(y, eta)
+        while max(abs(d0), abs(d1)) > 1e-12 and _loglik(y, eta + d0 + d1 * lp) < current:
+            d0, d1 = d0 / 2, d1 / 2
         b0, b1 = b0 + d0, b1 + d1
         if max(abs(d0), abs(d1)) < 1e-7:
             break
-    return float(intercept), float(b1)
+    return float(intercept), float(b0), float(b1)
+
+
+def calibration_intercept_slope(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
+    """Calibration-in-the-large and calibration slope.
+
+    The intercept is fitted with the logit of ``p`` as an offset (ideal 0); the slope
+    is the coefficient of that logit in a logistic recalibration model (ideal 1).
+    """
+    intercept, _, slope = recalibration_fit(y, p)
+    return intercept, slope
 
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> float:
@@ -149,7 +172,10 @@ def threshold_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[st
 
 
 def binary_metrics(
-    y: np.ndarray, p: np.ndarray, thresholds: dict[str, float] | None = None
+    y: np.ndarray,
+    p: np.ndarray,
+    thresholds: dict[str, float] | None = None,
+    calibration_start: tuple[float, float, float] = (0.0, 0.0, 1.0),
 ) -> dict[str, float]:
     """Every binary metric medpredict reports, as a flat ``name -> value`` dict.
 
@@ -159,6 +185,7 @@ def binary_metrics(
     p : array of predicted risks for class 1.
     thresholds : mapping ``label -> risk threshold``; each adds
         ``sensitivity@label``, ``specificity@label``, ``ppv@label`` and ``npv@label``.
+    calibration_start : warm start for :func:`recalibration_fit` (bootstrap speed-up).
 
     Examples
     --------
@@ -169,7 +196,7 @@ def binary_metrics(
     """
     y = np.asarray(y, dtype=float)
     p = np.asarray(p, dtype=float)
-    intercept, slope = calibration_intercept_slope(y, p)
+    intercept, _, slope = recalibration_fit(y, p, calibration_start)
     counts = _ranked_counts(y, p)
     out = {
         "auroc": _auroc_from_counts(*counts),

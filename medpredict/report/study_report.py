@@ -11,6 +11,7 @@ import yaml
 from medpredict.evaluation.bootstrap import Estimate
 from medpredict.report import plots
 from medpredict.report.html import Section, callout, escape, figure, render, table
+from medpredict.study import validation_text
 
 if TYPE_CHECKING:
     from medpredict.study import StudyResult
@@ -36,7 +37,8 @@ def summary_section(result: StudyResult) -> Section:
             + [str(h.metrics[m]) for m in _headline(result)[:3]]
         )
     notes = []
-    if not result.holdouts:
+    trust_warns_internal = result.trust is not None and result.trust.overfitting is not None
+    if not result.holdouts and not trust_warns_internal:
         notes.append(
             callout(
                 "Validation is internal only (cross-validation on the development data). "
@@ -46,6 +48,8 @@ def summary_section(result: StudyResult) -> Section:
         )
     for warning in result.cohort.quality.warnings:
         notes.append(callout(warning))
+    if result.trust is not None:
+        notes += [callout(w) for w in result.trust.warnings]
     positive = (
         f"positive class <b>{escape(result.positive_class)}</b>"
         if spec.task == "binary"
@@ -56,21 +60,12 @@ def summary_section(result: StudyResult) -> Section:
         + (f"<p><b>Intended use.</b> {escape(spec.intended_use)}</p>" if spec.intended_use else "")
         + f"<p>Outcome <b>{escape(spec.target)}</b> ({spec.task}, {positive}). "
         f"Selected model: <b>{escape(result.best_name)}</b> by {escape(spec.selection_metric)} "
-        f"of out-of-fold predictions ({_scheme_text(result)}). Estimates are shown with "
+        f"of out-of-fold predictions ({validation_text(result)}). Estimates are shown with "
         f"bootstrap 95% confidence intervals ({spec.bootstrap} resamples).</p>"
         + table(rows, ["evaluation", "rows", *_headline(result)[:3]])
         + "".join(notes)
     )
     return Section("Summary", body)
-
-
-def _scheme_text(result: StudyResult) -> str:
-    v = result.spec.validation
-    grouped = " grouped by patient" if result.spec.patient_column else ""
-    if v.scheme == "site":
-        return f"leave-one-site-out over {len(result.folds)} sites"
-    prefix = "temporal development period, " if v.scheme == "temporal" else ""
-    return f"{prefix}{len(result.folds)}-fold stratified cross-validation{grouped}"
 
 
 def data_quality_section(result: StudyResult) -> Section:
@@ -261,6 +256,8 @@ def study_sections(result: StudyResult) -> list[Section]:
             thresholds_section(result),
             decision_section(result),
         ]
+    if result.trust is not None:
+        sections += result.trust.sections
     sections.append(spec_section(result))
     return sections
 
