@@ -302,3 +302,33 @@ def test_service_answers_across_restarts_of_its_lifespan():
     for _ in range(2):
         with TestClient(app) as client:
             assert predict(client, pima_test_patients(1)).status_code == 200
+
+
+def test_settings_from_environment_keep_secrets_out_of_reprs():
+    settings = ServeSettings.from_env(
+        {"MEDPREDICT_CORS_ORIGINS": "https://a.example, https://b.example",
+         "MEDPREDICT_JWT_SECRET": "s" * 40, "MEDPREDICT_MAX_BATCH_ROWS": "50"},
+        keys_file=None,
+    )
+    assert settings.cors_origins == ["https://a.example", "https://b.example"]
+    assert settings.max_batch_rows == 50
+    assert "s" * 40 not in repr(settings) and "s" * 40 not in str(settings.model_dump())
+    with pytest.raises(ValueError, match="at least 32 characters"):
+        create_app([pima_model()], ServeSettings(jwt_secret="short", audit_url="sqlite://"))
+
+
+def test_serve_command_refuses_to_start_without_credentials(monkeypatch):
+    import typer
+    from typer.testing import CliRunner
+
+    from medpredict.serve.cli import serve_command
+
+    for name in ("MEDPREDICT_KEYS_FILE", "MEDPREDICT_JWT_SECRET", "MEDPREDICT_ALLOW_ANONYMOUS"):
+        monkeypatch.delenv(name, raising=False)
+    app = typer.Typer()
+    app.command()(serve_command)
+    app.command("other")(lambda: None)
+    result = CliRunner().invoke(app, ["serve-command", "--model", str(pima_model()),
+                                      "--audit-url", "sqlite://"])
+    assert result.exit_code == 2
+    assert "no credentials are configured" in result.output

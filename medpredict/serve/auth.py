@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+import jwt.algorithms
 import yaml
 
 ROLES = ("clinician", "admin")
@@ -145,6 +146,8 @@ class JWTVerifier:
             raise ValueError("give exactly one of a JWT secret or a JWT public key")
         if secret is not None and len(secret) < 32:
             raise ValueError("the JWT secret must have at least 32 characters")
+        if public_key is not None and not jwt.algorithms.has_crypto:
+            raise ValueError("RS256/ES256 bearer tokens need the 'cryptography' package")
         self.key = secret if secret is not None else public_key
         self.algorithms = ["HS256"] if secret is not None else ["RS256", "ES256"]
         self.audience = audience
