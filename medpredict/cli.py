@@ -131,15 +131,32 @@ def predict(
         list[str] | None,
         typer.Option(help="Input column to copy to the output, e.g. a patient id (repeatable)."),
     ] = None,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="Add each patient's top factors, conformal prediction set and referral status.",
+        ),
+    ] = False,
+    top: Annotated[int, typer.Option(min=1, help="Factors listed per patient (--explain).")] = 5,
 ) -> None:
     """Score new patients with a saved model (the input is checked against the model's schema)."""
     from medpredict.predict import predict_frame
     from medpredict.registry import load_model
 
     loaded = load_model(model)
-    scored = predict_frame(loaded, _read_table(input), keep=keep or [])
+    frame = _read_table(input)
+    scored = predict_frame(loaded, frame, keep=keep or [])
+    message = f"wrote {len(scored)} risk(s) to {output}"
+    if explain:
+        from medpredict.trust import annotate_predictions
+
+        annotated = annotate_predictions(loaded, frame, keep=keep or [], k=top)
+        scored = pd.concat([scored, annotated], axis=1)
+        referred = int((annotated["uncertainty"] != "confident").sum())
+        message += f"; {referred} marked for referral (uncertain or atypical)"
     scored.to_csv(output, index=False)
-    console.print(f"wrote {len(scored)} risk(s) to {output}")
+    console.print(message)
 
 
 @app.command()
@@ -187,6 +204,18 @@ def verify(
     files = verify_model(model)
     console.print(f"{model}: {len(files)} file(s) match the manifest")
 
+
+def _register_capabilities() -> None:
+    from medpredict.serve.cli import audit_app, keys_app, serve_command
+    from medpredict.wearables.cli import monitor
+
+    app.command("serve")(serve_command)
+    app.add_typer(keys_app, name="keys")
+    app.add_typer(audit_app, name="audit")
+    app.command("monitor")(monitor)
+
+
+_register_capabilities()
 
 if __name__ == "__main__":
     app()

