@@ -332,3 +332,22 @@ def test_serve_command_refuses_to_start_without_credentials(monkeypatch):
                                       "--audit-url", "sqlite://"])
     assert result.exit_code == 2
     assert "no credentials are configured" in result.output
+
+
+def test_group_calibrated_sets_need_a_known_group():
+    """Conformal sets calibrated per npreg value (an artificial grouping of real
+    patients): a row whose group was never calibrated gets no set, not an error."""
+    from medpredict.evaluation.conformal import ConformalSets
+    from medpredict.serve.models import ServedModel
+
+    model = ServedModel.from_dir(pima_model())
+    patients = pima_test_patients(200)
+    outcomes = [int(o == "Yes") for o in pima_test_outcomes()[:200]]
+    risks = [p.risk for p in model.predict(patients)]
+    groups = [str(float(p["npreg"])) for p in patients]
+    model.conformal = ConformalSets(alpha=0.1).fit(risks, outcomes, groups)
+    model.conformal_group = "npreg"
+    known, unseen = patients[0], patients[0] | {"npreg": 30.0}
+    first, second = model.predict([known, unseen])
+    assert first.conformal_set and first.conformal_status is not None
+    assert second.conformal_set is None and second.conformal_status is None
