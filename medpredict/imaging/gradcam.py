@@ -34,23 +34,32 @@ from medpredict.imaging.transfer import ImageTransferClassifier, image_array
 from medpredict.imaging.transforms import as_unit_tensor, match_channels, normalise, resize
 from medpredict.report.html import Section, callout, escape, figure
 
-# (normalised input) -> (map at the chosen stage, logits for every class)
-Scorer = Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
+# (normalised input, stage or None) -> (map at the chosen stage, logits for every class)
+Scorer = Callable[[torch.Tensor, int | None], tuple[torch.Tensor, torch.Tensor]]
+MIN_MAP_SIDE = 4
 
 
-def _run_from(stages: Any, x: torch.Tensor, stage: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Run all stages; return the map after ``stage`` and every stage output."""
+def _run_from(
+    stages: Any, x: torch.Tensor, stage: int | None
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Run all stages; return the map after ``stage`` and every stage output.
+
+    ``stage=None`` picks the last stage whose map is at least 4 x 4 (or the first).
+    """
     outputs = []
     for module in stages:
         x = module(x)
         outputs.append(x)
+    if stage is None:
+        wide = [i for i, o in enumerate(outputs) if min(o.shape[-2:]) >= MIN_MAP_SIDE]
+        stage = wide[-1] if wide else 0
     return outputs[stage], outputs
 
 
 def _transfer_scorer(model: ImageTransferClassifier) -> tuple[Any, Scorer]:
     network = model.module_.eval()
 
-    def score(x: torch.Tensor, stage: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def score(x: torch.Tensor, stage: int | None) -> tuple[torch.Tensor, torch.Tensor]:
         chosen, outputs = _run_from(network.backbone.stages, x, stage)
         return chosen, network.classify(outputs[-1])
 
@@ -73,7 +82,7 @@ def _pipeline_scorer(model: Pipeline) -> tuple[Any, Scorer, list[Any]]:
     intercept = torch.tensor(np.atleast_1d(head.intercept_), dtype=torch.float32)
     backbone = encoder.module_.eval()
 
-    def score(x: torch.Tensor, stage: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def score(x: torch.Tensor, stage: int | None) -> tuple[torch.Tensor, torch.Tensor]:
         chosen, outputs = _run_from(backbone.stages, x, stage)
         features = torch.cat([outputs[i].mean(dim=(2, 3)) for i in encoder.stage_indices_], 1)
         for scaler in middle:
@@ -92,7 +101,7 @@ def grad_cam(
     model: Any,
     X: Any,
     target: Any = None,
-    stage: int = -1,
+    stage: int | None = None,
     n_threads: int | None = None,
 ) -> np.ndarray:
     """Grad-CAM maps in [0, 1] at the input images' resolution, shape ``(N, H, W)``.
@@ -103,7 +112,9 @@ def grad_cam(
         and a linear head.
     X : images (or, for a pipeline starting with an ImageLoader, its input).
     target : class label to explain; default each image's predicted class.
-    stage : backbone stage whose output map is weighted (default the last).
+    stage : backbone stage whose output map is weighted; default the last stage whose
+        map is at least 4 x 4 (EfficientNet's last map is 1/32 of the input side, too
+        coarse at small inputs).
     n_threads : torch CPU threads.
     """
     before: list[Any] = []
@@ -120,8 +131,6 @@ def grad_cam(
     for step in before:
         X = step.transform(X)
     unit = as_unit_tensor(image_array(X))
-    n_stages = len(backbone.stages)
-    stage = stage % n_stages
     maps = []
     with torch_threads(n_threads):
         for start in range(0, len(unit), 32):
@@ -185,9 +194,9 @@ def gradcam_section(
     labels = np.asarray(labels)
     body = [
         "<p>Warm colours mark the image regions that raised the score of the predicted "
-        "class (Grad-CAM on the last feature map). Images are a random sample of held-out "
-        "predictions. A map is a hint about what the network uses, not a segmentation, "
-        "and it does not show that the reasoning is clinically right.</p>"
+        "class (Grad-CAM on the last feature map of at least 4 x 4). Images are a random "
+        "sample of held-out predictions. A map is a hint about what the network uses, "
+        "not a segmentation, and it does not show that the reasoning is clinically right.</p>"
     ]
     for heading, mask in (("Correct predictions", predicted == labels),
                           ("Wrong predictions", predicted != labels)):

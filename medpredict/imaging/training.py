@@ -3,7 +3,10 @@
 The backbone's first ``n_stages - trainable`` stages are frozen (no gradients, batch-norm
 statistics fixed); the remaining stages and the head train with AdamW, each earlier
 stage at ``layer_decay`` times the learning rate of the stage after it, under a cosine
-schedule. Without augmentation, the frozen part runs once and its output is cached.
+schedule. With ``freeze_batchnorm`` the batch-norm layers of trained stages keep their
+(pretrained) running statistics and only their affine parameters learn: batches of a
+small medical dataset give poor estimates of new statistics. Without augmentation,
+the frozen part runs once and its output is cached.
 The epoch with the best validation score is kept. Everything random derives from
 ``seed`` through explicit generators.
 """
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torch import nn
 from torch.nn import functional
 
 from medpredict.evaluation.metrics import auroc
@@ -46,6 +50,7 @@ class TrainConfig:
     batch_size: int = 32
     patience: int = 6
     augment: bool = True
+    freeze_batchnorm: bool = False
     monitor: str = "loss"
     class_weights: np.ndarray | None = None
     seed: int = 0
@@ -73,6 +78,17 @@ def _score(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
         return loss, auroc(labels.astype(float), proba[:, 1])
     scores = [auroc((labels == k).astype(float), proba[:, k]) for k in range(proba.shape[1])]
     return loss, float(np.nanmean(scores))
+
+
+def _set_modes(network: ImageNetwork, first: int, freeze_batchnorm: bool) -> None:
+    """Train mode, except frozen stages (and, if asked, every batch-norm layer)."""
+    network.train()
+    for stage in network.backbone.stages[:first]:
+        stage.eval()
+    if freeze_batchnorm:
+        for module in network.backbone.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
 
 
 def _param_groups(
@@ -140,9 +156,7 @@ def train_network(
         factor = 0.5 * (1 + math.cos(math.pi * epoch / config.max_epochs))
         for group, rate in zip(optimiser.param_groups, base_rates, strict=True):
             group["lr"] = rate * factor
-        network.train()
-        for stage in stages[:first]:
-            stage.eval()
+        _set_modes(network, first, config.freeze_batchnorm)
         order = torch.randperm(n, generator=generator)
         total = 0.0
         for rows in torch.tensor_split(order, n_batches):

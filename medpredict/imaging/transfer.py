@@ -107,6 +107,8 @@ class ImageTransferClassifier(NumpyWeightsMixin, ClassifierMixin, BaseEstimator)
     batch_size : images per step.
     dropout : dropout before the linear head.
     augment : apply random augmentation during training.
+    freeze_batchnorm : keep batch-norm statistics fixed while fine-tuning; default True
+        when starting from pretrained or given weights, False for a network from scratch.
     monitor : early-stopping score on the validation set, ``"loss"`` or ``"auroc"``.
     validation_fraction : share of training images held out when no ``X_val`` is given.
     class_weight : None, ``"balanced"`` or ``{label: weight}``.
@@ -141,6 +143,7 @@ class ImageTransferClassifier(NumpyWeightsMixin, ClassifierMixin, BaseEstimator)
         batch_size: int = 32,
         dropout: float = 0.2,
         augment: bool = True,
+        freeze_batchnorm: bool | None = None,
         monitor: str = "loss",
         validation_fraction: float = 0.15,
         class_weight: str | dict[Any, float] | None = None,
@@ -164,6 +167,7 @@ class ImageTransferClassifier(NumpyWeightsMixin, ClassifierMixin, BaseEstimator)
         self.batch_size = batch_size
         self.dropout = dropout
         self.augment = augment
+        self.freeze_batchnorm = freeze_batchnorm
         self.monitor = monitor
         self.validation_fraction = validation_fraction
         self.class_weight = class_weight
@@ -186,6 +190,11 @@ class ImageTransferClassifier(NumpyWeightsMixin, ClassifierMixin, BaseEstimator)
         ]
 
     def _config(self, trainable: int, epochs: int, class_weights: np.ndarray | None) -> TrainConfig:
+        freeze = self.freeze_batchnorm
+        if freeze is None:
+            freeze = bool(self.weights or self.source) or (
+                self.pretrained if self.pretrained is not None else self.backbone != "small_cnn"
+            )
         return TrainConfig(
             trainable=trainable,
             learning_rate=self.learning_rate,
@@ -195,6 +204,7 @@ class ImageTransferClassifier(NumpyWeightsMixin, ClassifierMixin, BaseEstimator)
             batch_size=self.batch_size,
             patience=self.patience,
             augment=self.augment,
+            freeze_batchnorm=freeze,
             monitor=self.monitor,
             class_weights=class_weights,
             seed=self.random_state,
