@@ -50,6 +50,7 @@ class ExpressionData:
     y: pd.Series
     description: str
     excluded: dict[str, int] = field(default_factory=dict)
+    gene_names: dict[str, str] = field(default_factory=dict)
 
 
 def _read_golub_table(relative: str) -> pd.DataFrame:
@@ -72,6 +73,8 @@ def _read_golub_table(relative: str) -> pd.DataFrame:
     table = values.T
     table.columns = raw["Gene Accession Number"].astype(str).tolist()
     table.index = pd.Index([int(p) for p in patients], name="patient")
+    table.attrs["gene_names"] = dict(zip(table.columns, raw["Gene Description"].astype(str),
+                                         strict=True))
     return table.sort_index()
 
 
@@ -106,7 +109,8 @@ def load_golub(split: str = "train", folder: str = "genomics") -> ExpressionData
     if not diagnosis.isin(["ALL", "AML"]).all():
         raise DataError(f"{labels_path}: column 'cancer' must be ALL or AML")
     y = (diagnosis == "AML").astype(int).rename("aml")
-    return ExpressionData(X, y, f"Golub leukaemia {split} set: AML (1) vs ALL (0)")
+    names = X.attrs.pop("gene_names")
+    return ExpressionData(X, y, f"Golub leukaemia {split} set: AML (1) vs ALL (0)", {}, names)
 
 
 def load_breast_cancer_expression(horizon_days: float = 5 * 365.25) -> ExpressionData:

