@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import shutil
 import sqlite3
 import threading
@@ -272,3 +273,37 @@ def test_concurrent_requests_are_batched_and_each_audited(tmp_path):
         row = rows_of(tmp_path / "b.db")[seq - 1]
         assert (row["principal"], row["input_sha256"]) == (f"caller-{i}", f"hash-{i}")
     assert verify_chain(log.engine).rows == 17
+
+
+POSTGRES_URL = os.environ.get("MEDPREDICT_TEST_POSTGRES_URL")
+
+
+@pytest.mark.skipif(POSTGRES_URL is None, reason="set MEDPREDICT_TEST_POSTGRES_URL to a "
+                    "scratch PostgreSQL database (e.g. postgresql+psycopg://postgres@127.0.0.1/x)")
+def test_postgresql_chain_triggers_and_tamper_detection():
+    """Synthetic outputs, real PostgreSQL: concurrent writers, refused edits, detection."""
+    from sqlalchemy import create_engine, text
+
+    scratch = create_engine(POSTGRES_URL)
+    with scratch.begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS audit_log"))
+        connection.execute(text("DROP FUNCTION IF EXISTS audit_log_refuse"))
+    log = AuditLog(POSTGRES_URL)
+    model = {"name": "m", "version": "1", "sha256": "0" * 64}
+    threads = [threading.Thread(target=lambda w=w: [log.append(f"w{w}", "predict", model,
+                                                               str(i), {"risk": 0.1})
+                                                    for i in range(10)]) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    AuditLog(POSTGRES_URL).append("second-writer", "predict", model, "x", {"risk": 0.2})
+    assert verify_chain(POSTGRES_URL).rows == 41 and verify_chain(POSTGRES_URL).ok
+    for statement in ("UPDATE audit_log SET output = '[]' WHERE seq = 3",
+                      "DELETE FROM audit_log WHERE seq = 41", "TRUNCATE audit_log"):
+        with pytest.raises(Exception, match="append-only"), scratch.begin() as connection:
+            connection.execute(text(statement))
+    with scratch.begin() as connection:
+        connection.execute(text("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only"))
+        connection.execute(text("UPDATE audit_log SET principal = 'mallory' WHERE seq = 7"))
+    assert verify_chain(POSTGRES_URL).problems == ["row 7: contents changed since it was written"]
