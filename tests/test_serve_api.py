@@ -6,6 +6,7 @@ from the separate Pima test set.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -351,3 +352,17 @@ def test_group_calibrated_sets_need_a_known_group():
     first, second = model.predict([known, unseen])
     assert first.conformal_set and first.conformal_status is not None
     assert second.conformal_set is None and second.conformal_status is None
+
+
+def test_streamed_body_over_the_limit_is_refused():
+    """A chunked body (no Content-Length) is counted as it arrives."""
+    small = make_client(max_body_bytes=2048)
+    rows = json.dumps({"rows": pima_test_patients(40)}).encode()
+
+    def chunks():
+        for start in range(0, len(rows), 512):
+            yield rows[start:start + 512]
+
+    answer = small.post("/v1/models/pima/predict", content=chunks(),
+                        headers=clinician() | {"Content-Type": "application/json"})
+    assert answer.status_code == 413
