@@ -2,7 +2,8 @@
 
 :class:`CalibratedModel` wraps any classifier with Platt scaling, isotonic regression
 or temperature scaling (one temperature on the logits, the natural choice for neural
-networks; multi-class by construction). The calibrator is *cross-fitted*: the
+networks; multi-class by construction), all on the log-odds of the model's
+probabilities. The calibrator is *cross-fitted*: the
 classifier's inner out-of-fold scores on the training rows train the calibrator, so it
 never sees the rows being evaluated. Multi-class Platt and isotonic are one-vs-rest,
 renormalised (scikit-learn's :class:`~sklearn.calibration.CalibratedClassifierCV`
@@ -39,6 +40,46 @@ from medpredict.models.ensembles import inner_folds
 from medpredict.report.html import Section, callout, figure, table
 
 METHODS = {"platt": "sigmoid", "isotonic": "isotonic", "temperature": "temperature"}
+_PROBA_FLOOR = 1e-12
+
+
+class LogOddsScores(ClassifierMixin, BaseEstimator):
+    """A classifier whose ``decision_function`` is the log-odds of its probabilities.
+
+    Calibrators then work on the log-odds scale for every model (Platt scaling is a
+    logistic regression on log-odds; temperature scaling divides logits), instead
+    of on raw probabilities, which are squeezed against 0 and 1 for confident models.
+
+    Parameters
+    ----------
+    estimator : unfitted classifier with ``predict_proba``.
+    """
+
+    def __init__(self, estimator: Any) -> None:
+        self.estimator = estimator
+
+    def fit(self, X: Any, y: Any, **fit_params: Any) -> LogOddsScores:
+        """Fit a clone of ``estimator`` (``fit_params`` such as ``groups`` pass through)."""
+        self.estimator_ = clone(self.estimator).fit(X, y, **fit_params)
+        self.classes_ = self.estimator_.classes_
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """The wrapped model's probabilities."""
+        check_is_fitted(self, "estimator_")
+        return self.estimator_.predict_proba(X)
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Binary: log-odds of the second class, shape (n,). Otherwise log-probabilities."""
+        proba = np.clip(self.predict_proba(X), _PROBA_FLOOR, 1 - _PROBA_FLOOR)
+        if proba.shape[1] == 2:
+            return np.log(proba[:, 1] / proba[:, 0])
+        return np.log(proba)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Most probable class per row."""
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
 
 class CalibratedModel(ClassifierMixin, BaseEstimator):
@@ -96,7 +137,10 @@ class CalibratedModel(ClassifierMixin, BaseEstimator):
         if groups is not None and "groups" in inspect.signature(self.estimator.fit).parameters:
             fit_params["groups"] = groups
         self.calibrated_ = CalibratedClassifierCV(
-            clone(self.estimator), method=METHODS[self.method], cv=folds, ensemble=self.ensemble
+            LogOddsScores(self.estimator),
+            method=METHODS[self.method],
+            cv=folds,
+            ensemble=self.ensemble,
         ).fit(X, y, **fit_params)
         self.classes_ = self.calibrated_.classes_
         self.n_features_in_ = np.shape(X)[1]
@@ -109,7 +153,8 @@ class CalibratedModel(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         """Most probable class per row (after calibration)."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
 
 def reliability_points(

@@ -116,9 +116,13 @@ def _head_lightgbm(seed: int, class_weight: str | None) -> LGBMClassifier:
     raw_input=True,
 )
 def hybrid_ensemble(
-    seed: int, class_weight: str | None, n_samples: int | None = None, cv: int = 5
+    seed: int, class_weight: str | None, n_samples: int | None = None, cv: int = 3
 ) -> StackingEnsemble:
-    """Stacking of L2-LR, LightGBM, random forest and an MLP; logistic meta-learner."""
+    """Stacking of L2-LR, LightGBM, random forest and an MLP; logistic meta-learner.
+
+    Three inner folds: the meta-learner has only a few inputs, and each extra fold
+    costs one more fit of every member.
+    """
     return StackingEnsemble(
         _members(DEFAULT_MEMBERS, seed, class_weight, n_samples), cv=cv, random_state=seed
     )
