@@ -41,6 +41,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lightgbm import LGBMClassifier
+from sklearn.base import clone
 from sklearn.ensemble import BaggingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
@@ -67,18 +68,21 @@ def raw_member(
     seed: int = 0,
     class_weight: str | None = None,
     n_samples: int | None = None,
+    preprocessor: Any = None,
     **params: Any,
 ) -> Any:
     """The registered model ``name`` as an estimator that accepts the raw feature table.
 
     Models registered with ``raw_input=True`` are returned as they are; the others get
-    a :class:`~medpredict.models.deep.TabularEncoder` (one-hot) in front of them.
+    ``preprocessor`` (default: a one-hot :class:`~medpredict.models.deep.TabularEncoder`)
+    in front of them, fitted with the model on the same rows.
     """
     model = make_model(name, seed=seed, class_weight=class_weight, n_samples=n_samples, **params)
     if takes_raw_input(name):
         return model
-    encoder = TabularEncoder(numeric="standard", categorical="onehot")
-    return Pipeline([("encode", encoder), ("model", model)])
+    if preprocessor is None:
+        preprocessor = TabularEncoder(numeric="standard", categorical="onehot")
+    return Pipeline([("encode", clone(preprocessor)), ("model", model)])
 
 
 def _members(
@@ -87,7 +91,7 @@ def _members(
     if len(set(names)) != len(names) or not names:
         raise ValueError(f"members must be distinct model names, got {list(names)}")
     return [
-        (name, raw_member(name, seed, class_weight, n_samples, **MEMBER_PARAMS.get(name, {})))
+        (name, raw_member(name, seed, class_weight, n_samples, None, **MEMBER_PARAMS.get(name, {})))
         for name in names
     ]
 
@@ -285,5 +289,5 @@ def calibrated(
     base_params: dict[str, Any] | None = None,
 ) -> CalibratedModel:
     """``base`` model with cross-fitted Platt, isotonic or temperature calibration."""
-    model = raw_member(base, seed, class_weight, n_samples, **(base_params or {}))
+    model = raw_member(base, seed, class_weight, n_samples, None, **(base_params or {}))
     return CalibratedModel(model, method=method, cv=cv, random_state=seed)
