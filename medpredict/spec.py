@@ -194,6 +194,14 @@ class StudySpec(_Strict):
         default_factory=lambda: ["logistic_regression", "random_forest", "svm", "lightgbm"],
         description="Candidate models (names or {name, params}).",
     )
+    budget: str | None = Field(
+        None,
+        pattern=r"^\s*(\d+(\.\d+)?\s*[smh]\s*)+$",
+        description=(
+            "Wall time for hyperparameter search across the candidates, e.g. '10m' or '90s'; "
+            "omitted: each candidate runs with its defaults."
+        ),
+    )
     class_weight: Literal["balanced", "none"] = Field(
         "none", description="Reweight classes during training (imbalance)."
     )
@@ -228,6 +236,8 @@ class StudySpec(_Strict):
             raise ValueError("validation.scheme 'site' needs site_column")
         if self.task == "multiclass" and self.selection_metric in ("auprc",):
             raise ValueError("selection_metric 'auprc' is for binary tasks")
+        if self.budget and self.selection_metric not in ("auroc", "brier", "log_loss"):
+            raise ValueError("a search budget needs selection_metric auroc, brier or log_loss")
         return self
 
     @property

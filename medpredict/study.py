@@ -63,6 +63,7 @@ class CandidateResult:
     """One candidate model's cross-validated performance."""
 
     name: str
+    estimator: Any
     oof_proba: np.ndarray
     metrics: dict[str, Estimate]
     thresholds: dict[str, float]
@@ -95,6 +96,7 @@ class StudyResult:
     data_sha256: str
     seconds: float
     trust: Any = None
+    search: Any = None
     model_dir: Path | None = None
     report_path: Path | None = None
 
@@ -277,6 +279,57 @@ def _score_holdout(
     return HoldoutResult(kind=kind, cohort=holdout, proba=proba, metrics=metrics)
 
 
+def _scored(
+    spec: StudySpec,
+    development: Cohort,
+    name: str,
+    estimator: Any,
+    oof: np.ndarray,
+    seconds: float,
+    fitted: list[Any],
+) -> CandidateResult:
+    thresholds = (
+        operating_thresholds(spec, development.y, oof[:, 1]) if spec.task == "binary" else {}
+    )
+    metrics = score_with_ci(spec, development.y, oof, thresholds, development.groups)
+    return CandidateResult(name, estimator, oof, metrics, thresholds, seconds, fitted)
+
+
+def _searched_candidates(
+    spec: StudySpec, development: Cohort, folds: list[Fold], quiet: bool
+) -> tuple[dict[str, CandidateResult], Any]:
+    """Budgeted hyperparameter search; each candidate keeps its best trial."""
+    from medpredict.search import search
+
+    searched = search(
+        [m.name for m in spec.model_specs],
+        development.X,
+        development.y,
+        groups=development.groups,
+        cv=folds,
+        budget=spec.budget,
+        metric=spec.selection_metric,
+        seed=spec.seed,
+        class_weight=None if spec.class_weight == "none" else spec.class_weight,
+        preprocessor=build_preprocessor(development.schema, spec.seed),
+        n_boot=min(spec.bootstrap, 500),
+        quiet=quiet,
+    )
+    candidates = {
+        row.name: _scored(
+            spec,
+            development,
+            row.name,
+            searched._build(row.name, row.params),
+            row.oof_proba,
+            row.seconds,
+            [],
+        )
+        for row in searched.leaderboard
+    }
+    return candidates, searched
+
+
 def run_study(spec: StudySpec, quiet: bool = False, save: bool = True) -> StudyResult:
     """Run the whole study described by ``spec``; see the module docstring."""
     started = time.perf_counter()
@@ -285,30 +338,26 @@ def run_study(spec: StudySpec, quiet: bool = False, save: bool = True) -> StudyR
     development, folds, temporal = _partition(cohort, spec)
     n_classes = len(cohort.classes)
     candidates: dict[str, CandidateResult] = {}
+    searched = None
+    if spec.budget:
+        candidates, searched = _searched_candidates(spec, development, folds, quiet)
 
     with StudyProgress(quiet=quiet) as progress:
-        for model in spec.model_specs:
+        for model in spec.model_specs if searched is None else []:
             pipeline = build_pipeline(development, model, spec)
             task = progress.stage(f"cross-validating {model.name}", total=len(folds))
             oof, fitted, seconds = cross_validate(
                 pipeline, development, folds, n_classes, on_fold=lambda t=task: progress.advance(t)
             )
-            thresholds = (
-                operating_thresholds(spec, development.y, oof[:, 1])
-                if spec.task == "binary"
-                else {}
-            )
             progress.stage(f"bootstrapping {model.name}", total=None)
-            metrics = score_with_ci(spec, development.y, oof, thresholds, development.groups)
-            candidates[model.name] = CandidateResult(
-                model.name, oof, metrics, thresholds, seconds, fitted
+            candidates[model.name] = _scored(
+                spec, development, model.name, pipeline, oof, seconds, fitted
             )
 
         best = _select(candidates, spec.selection_metric)
         _paired_deltas(spec, development, candidates, best)
         progress.stage(f"refitting {best} on all development data", total=None)
-        final_model = clone(build_pipeline(development, _model_spec(spec, best), spec))
-        final_model.fit(development.X, development.y)
+        final_model = clone(candidates[best].estimator).fit(development.X, development.y)
 
         holdouts = []
         thresholds = candidates[best].thresholds
@@ -328,6 +377,7 @@ def run_study(spec: StudySpec, quiet: bool = False, save: bool = True) -> StudyR
         holdouts=holdouts,
         data_sha256=frame_sha256(frame),
         seconds=0.0,
+        search=searched,
     )
     with StudyProgress(quiet=quiet) as progress:
         progress.stage("explanations, fairness, conformal sets, model card", total=None)
@@ -376,7 +426,7 @@ def assess_trust(result: StudyResult) -> Any:
         best.oof_proba,
         development.sensitive,
         spec.trust,
-        estimator=build_pipeline(development, _model_spec(spec, result.best_name), spec),
+        estimator=clone(best.estimator),
         patients=development.groups,
         threshold=next(iter(best.thresholds.values()), 0.5),
         metrics=best.metrics,
@@ -398,10 +448,6 @@ def validation_text(result: StudyResult) -> str:
         text = f"{prefix}{len(result.folds)}-fold stratified cross-validation{grouped}"
     holdouts = ", ".join(f"{h.kind} validation ({len(h.cohort.y)} rows)" for h in result.holdouts)
     return text + (f"; {holdouts}" if holdouts else "; internal validation only")
-
-
-def _model_spec(spec: StudySpec, name: str) -> ModelSpec:
-    return next(m for m in spec.model_specs if m.name == name)
 
 
 def model_metadata(result: StudyResult) -> dict[str, Any]:

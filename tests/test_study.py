@@ -229,3 +229,17 @@ def test_study_runs_the_trust_layer(tmp_path):
     assert {"conformal.skops", "explainer_background.json"} <= {
         p.name for p in result.model_dir.iterdir()
     }
+
+
+def test_budgeted_search_study(tmp_path):
+    spec = parse_spec({
+        "name": "pima-search", "data": {"dataset": "pima_tr"}, "target": "type",
+        "positive_class": "Yes", "models": ["logistic_regression", "lightgbm"],
+        "budget": "20s", "bootstrap": 50, "output_dir": str(tmp_path),
+    })
+    result = run_study(spec, quiet=True)
+    assert result.search is not None and result.search.seconds < 40
+    assert set(result.candidates) <= {"logistic_regression", "lightgbm"}
+    assert result.best_name == result.search.best.name
+    assert type(result.final_model[-1]) is type(result.search.best_estimator[-1])
+    assert ">Hyperparameter search</h2>" in result.report_path.read_text()

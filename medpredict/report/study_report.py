@@ -249,6 +249,10 @@ def spec_section(result: StudyResult) -> Section:
 def study_sections(result: StudyResult) -> list[Section]:
     """All sections of a study report, in reading order."""
     sections = [summary_section(result), data_quality_section(result), comparison_section(result)]
+    if result.search is not None:
+        from medpredict.search import leaderboard_section
+
+        sections.append(leaderboard_section(result.search))
     if result.spec.task == "binary":
         sections += [
             curves_section(result),
