@@ -150,8 +150,11 @@ def test_rows_without_any_modality_are_refused_by_number(cohort):
         model = EarlyFusionClassifier(mods).fit(frame, y)
     bad = frame.head(3).copy()
     bad.loc[1, TABULAR + WEARABLE] = np.nan
-    with pytest.raises(DataError, match=r"row 2 \(1-based\) have no value in any modality"):
+    with pytest.raises(DataError, match=r"no value in any modality \(tabular, wearable\) in row 2"):
         model.predict_proba(bad)
+    empty = frame.assign(**{c: np.nan for c in WEARABLE})
+    with pytest.raises(DataError, match="modality 'wearable' has no value in any training row"):
+        EarlyFusionClassifier(mods).fit(empty, y)
     with pytest.raises(DataError, match=r"modality 'labs' needs column\(s\) \['ldl'\]"):
         EarlyFusionClassifier([("labs", TabularEncoder(), ["ldl"])]).fit(frame, y)
 

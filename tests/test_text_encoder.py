@@ -12,6 +12,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 
 from medpredict.data.errors import DataError
+from medpredict.encoders import embedding_cache
 from medpredict.encoders import text as text_module
 from medpredict.encoders.text import (
     SentenceEncoder,
@@ -64,6 +65,7 @@ def test_cache_serves_repeat_texts_without_the_model(corpus, private_cache, monk
         raise AssertionError("the model ran although every text was cached")
 
     monkeypatch.setattr(SentenceEncoder, "_compute", no_model)
+    monkeypatch.setattr(embedding_cache, "_OPEN", {})  # read the shards back from disk
     again = SentenceEncoder(max_seq_length=SHORT, show_progress=False).fit_transform(texts[::-1])
     np.testing.assert_array_equal(again, first[::-1])
     with pytest.raises(AssertionError, match="the model ran"):
@@ -130,3 +132,15 @@ def test_bundled_model_is_found_offline():
     path = text_module.default_model_path()
     assert (path / "model.safetensors").exists()
     assert text_module.resolve_model(None) == str(path)
+
+
+def test_onnx_backend_matches_torch(corpus, private_cache):
+    """ONNX Runtime gives the same vectors as sentence-transformers; int8 stays close."""
+    pytest.importorskip("onnxruntime")
+    texts = corpus["text"].iloc[40:48].tolist()
+    reference = SentenceEncoder(max_seq_length=SHORT, show_progress=False).fit_transform(texts)
+    onnx = SentenceEncoder(max_seq_length=SHORT, backend="onnx", show_progress=False)
+    np.testing.assert_allclose(onnx.fit_transform(texts), reference, atol=1e-4)
+    int8 = SentenceEncoder(max_seq_length=SHORT, backend="onnx-int8", show_progress=False)
+    assert (int8.fit_transform(texts) * reference).sum(axis=1).min() > 0.97
+    assert len({p.parent.name for p in (private_cache / "embeddings").rglob("*.safetensors")}) == 3

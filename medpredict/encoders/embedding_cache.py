@@ -31,6 +31,7 @@ from safetensors.numpy import load_file, save_file
 from medpredict.settings import cache_dir
 
 KEY_BYTES = 32
+_OPEN: dict[Path, EmbeddingCache] = {}
 
 
 def text_keys(texts: list[str]) -> list[bytes]:
@@ -53,6 +54,14 @@ class EmbeddingCache:
         self.folder = (root or cache_dir() / "embeddings") / namespace
         self._index: dict[bytes, np.ndarray] = {}
         self._loaded: set[str] = set()
+
+    @classmethod
+    def open(cls, namespace: str, root: Path | None = None) -> EmbeddingCache:
+        """The process-wide cache object for ``namespace`` (shards are read once)."""
+        folder = (root or cache_dir() / "embeddings") / namespace
+        if folder not in _OPEN:
+            _OPEN[folder] = cls(namespace, root)
+        return _OPEN[folder]
 
     def _refresh(self) -> None:
         if not self.folder.is_dir():

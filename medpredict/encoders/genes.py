@@ -398,7 +398,8 @@ def selection_stability(
     for train, _ in folds:
         model = clone(estimator).fit(X.iloc[train], y[train])
         selector = _selector_of(model)
-        names = np.asarray(X.columns)[selector.get_support()].tolist()
+        seen = getattr(selector, "feature_names_in_", None)
+        names = np.asarray(X.columns if seen is None else seen)[selector.get_support()].tolist()
         selections.append(names)
         fitted.append(model)
         coef = getattr(getattr(model, "steps", [[None, None]])[-1][1], "coef_", None)
@@ -406,9 +407,7 @@ def selection_stability(
             for name, value in zip(names, coef[0], strict=True):
                 coefficients.setdefault(name, []).append(float(value))
     counts = Counter(name for names in selections for name in names)
-    table = pd.DataFrame(
-        {"gene": list(counts), "folds": list(counts.values())}
-    )
+    table = pd.DataFrame({"gene": list(counts), "folds": list(counts.values())})
     table["frequency"] = table["folds"] / len(folds)
     if coefficients:
         table["mean_coefficient"] = [np.mean(coefficients.get(g, [np.nan])) for g in table["gene"]]

@@ -239,7 +239,7 @@ class SentenceEncoder(TransformerMixin, BaseEstimator):
         model = resolve_model(self.model)
         namespace = self._namespace(model)
         keys = text_keys(texts)
-        store = EmbeddingCache(namespace) if self.cache else None
+        store = EmbeddingCache.open(namespace) if self.cache else None
         if store is not None:
             found, vectors = store.get(keys)
         else:

@@ -117,9 +117,8 @@ def modality_present(frame: pd.DataFrame) -> np.ndarray:
     empty = frame.isna().to_numpy()
     for i, name in enumerate(frame.columns):
         if not pd.api.types.is_numeric_dtype(frame[name]):
-            empty[:, i] |= frame[name].map(lambda v: isinstance(v, str) and not v.strip()).to_numpy(
-                dtype=bool
-            )
+            blank = frame[name].map(lambda v: isinstance(v, str) and not v.strip())
+            empty[:, i] |= blank.to_numpy(dtype=bool)
     return ~empty.all(axis=1)
 
 
@@ -147,9 +146,12 @@ def _presence(modalities: list[Modality], frame: pd.DataFrame, stage: str) -> di
     none = np.flatnonzero(~stacked.any(axis=1))
     if none.size:
         raise DataError(
-            f"{describe_rows((none + 1).tolist())} (1-based) have no value in any modality "
-            f"({', '.join(present)}); at least one is needed"
+            f"no value in any modality ({', '.join(present)}) in "
+            f"{describe_rows((none + 1).tolist())} (1-based); at least one is needed"
         )
+    unused = [name for name, mask in present.items() if not mask.any()]
+    if stage == "training" and unused:
+        raise DataError(f"modality {unused[0]!r} has no value in any training row")
     counts = {name: int((~mask).sum()) for name, mask in present.items() if (~mask).any()}
     if counts:
         detail = ", ".join(f"{name}: {n} of {len(frame)} rows" for name, n in counts.items())
