@@ -203,7 +203,10 @@ function scale(p) {
   const root = svg("svg", { viewBox: "0 0 300 34", role: "img", "aria-label": "risk on a 0 to 100% scale" });
   root.append(svg("rect", { x: 0, y: 10, width: 300, height: 10, rx: 5, fill: "#e8edf3" }));
   for (const band of state.model.bands) {
-    if (band.lower > 0) root.append(svg("line", { x1: 300 * band.lower, x2: 300 * band.lower, y1: 6, y2: 24, stroke: "#8a96a3" }));
+    if (band.lower > 0) {
+      root.append(svg("line", { x1: 300 * band.lower, x2: 300 * band.lower, y1: 6, y2: 24, stroke: "#8a96a3" }));
+      root.append(svg("text", { x: 300 * band.lower, y: 33, "font-size": 8, fill: "#5b6877", "text-anchor": "middle" }, pct(band.lower)));
+    }
   }
   if (p.risk !== null) {
     root.append(svg("circle", { cx: Math.max(6, Math.min(294, 300 * p.risk)), cy: 15, r: 6, fill: "#1d2733" }));
