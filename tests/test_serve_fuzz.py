@@ -41,6 +41,7 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 @settings(
     max_examples=25,
     deadline=None,
+    database=None,
     phases=[Phase.explicit, Phase.generate],
     suppress_health_check=list(HealthCheck),
 )
