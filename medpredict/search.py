@@ -113,7 +113,7 @@ SEARCH_SPACES: dict[str, SearchSpace] = {
     },
     "deep_mlp": _mlp_space,
     "deep_resnet": _resnet_space,
-    "stacking": lambda t: {"meta_C": t.suggest_float("stacking.meta_C", 1e-2, 10.0, log=True)},
+    "stacking": lambda t: {"alpha": t.suggest_float("stacking.alpha", 1e-4, 1.0, log=True)},
 }
 
 

@@ -11,8 +11,7 @@ is passed to ``fit``.
 Examples
 --------
 >>> from sklearn.datasets import load_breast_cancer
->>> from sklearn.linear_model import LogisticRegression
->>> from sklearn.naive_bayes import GaussianNB
+>>> >>> from sklearn.naive_bayes import GaussianNB
 >>> X, y = load_breast_cancer(return_X_y=True)
 >>> members = [("nb", GaussianNB()), ("lr", LogisticRegression(max_iter=5000))]
 >>> StackingEnsemble(members, cv=3).fit(X, y).predict_proba(X[:2]).shape
@@ -30,7 +29,6 @@ import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import logsumexp, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
@@ -155,37 +153,44 @@ class _OutOfFoldEnsemble(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         """Most probable class per row."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
 
 class StackingEnsemble(_OutOfFoldEnsemble):
-    """Stacking: a meta-learner on the members' out-of-fold log-odds.
+    """Stacking: a combiner fitted on the members' out-of-fold probabilities.
 
     Parameters
     ----------
     estimators : list of ``(name, estimator)``; all take the same ``X``.
     final_estimator : meta-learner fitted on a DataFrame of member log-odds (binary:
         one column per member; multi-class: the log-probability of each class per
-        member) indexed like ``X``. Default: L2 logistic regression, which also
-        recalibrates the combined risk.
+        member) indexed like ``X``. Default None: non-negative log-linear pooling,
+        ``softmax(sum_m w_m log p_m + b)`` with ``w >= 0`` (see :func:`log_linear_pool`),
+        which also recalibrates the combined risk.
+    alpha : L2 penalty on the pooling weights (default combiner only).
     cv : number of inner folds (fewer when the rarest class is smaller).
     random_state : seed of the inner folds.
 
     Attributes
     ----------
     estimators_ : members refitted on all training rows.
-    final_estimator_ : the fitted meta-learner.
+    weights_, intercept_ : pooling weights per member and intercept per class
+        (default combiner).
+    final_estimator_ : the fitted meta-learner (when ``final_estimator`` is given).
     """
 
     def __init__(
         self,
         estimators: Members,
         final_estimator: Any = None,
+        alpha: float = 0.01,
         cv: int = 5,
         random_state: int = 0,
     ) -> None:
         self.estimators = estimators
         self.final_estimator = final_estimator
+        self.alpha = alpha
         self.cv = cv
         self.random_state = random_state
 
@@ -203,14 +208,47 @@ class StackingEnsemble(_OutOfFoldEnsemble):
         return pd.DataFrame(columns, index=index)
 
     def _fit_combiner(self, oof: list[np.ndarray], y_index: np.ndarray, index: Any) -> None:
-        meta = self.final_estimator
-        if meta is None:
-            meta = LogisticRegression(C=1.0, max_iter=1000)
-        self.final_estimator_ = clone(meta).fit(self._meta_features(oof, index), y_index)
+        if self.final_estimator is None:
+            self.weights_, self.intercept_ = log_linear_pool(oof, y_index, self.alpha)
+            return
+        meta = self._meta_features(oof, index)
+        self.final_estimator_ = clone(self.final_estimator).fit(meta, y_index)
 
     def _combine(self, probas: list[np.ndarray], index: Any) -> np.ndarray:
+        if self.final_estimator is None:
+            logs = np.stack([np.log(np.clip(p, _PROBA_FLOOR, 1)) for p in probas])
+            return softmax(np.tensordot(self.weights_, logs, axes=1) + self.intercept_, axis=1)
         meta = self._meta_features(probas, index)
         return aligned_proba(self.final_estimator_, meta, np.arange(self.classes_.size))
+
+
+def log_linear_pool(
+    probas: list[np.ndarray], y_index: np.ndarray, alpha: float = 1e-3
+) -> tuple[np.ndarray, np.ndarray]:
+    """Non-negative member weights and class intercepts for ``softmax(sum_m w_m log p_m + b)``.
+
+    Minimises the log loss (plus ``alpha * ||w||^2``) on out-of-fold probabilities. With
+    two classes this is logistic regression on the members' log-odds with weights
+    constrained to be non-negative (Breiman's non-negative stacking): correlated members
+    cannot cancel each other out, and the combined risk is recalibrated.
+    """
+    logs = np.stack([np.log(np.clip(p, _PROBA_FLOOR, 1)) for p in probas])  # (M, n, K)
+    n_members, n_rows, n_classes = logs.shape
+    onehot = np.eye(n_classes)[y_index]
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = theta[:n_members], theta[n_members:]
+        scores = np.tensordot(w, logs, axes=1) + b
+        log_p = scores - logsumexp(scores, axis=1, keepdims=True)
+        value = -np.sum(onehot * log_p) / n_rows + alpha * w @ w
+        g = (np.exp(log_p) - onehot) / n_rows
+        grad_w = np.einsum("mnk,nk->m", logs, g) + 2 * alpha * w
+        return float(value), np.concatenate([grad_w, g.sum(axis=0)])
+
+    start = np.concatenate([np.full(n_members, 1 / n_members), np.zeros(n_classes)])
+    bounds = [(0, None)] * n_members + [(None, None)] * n_classes
+    result = minimize(loss, start, jac=True, method="L-BFGS-B", bounds=bounds)
+    return result.x[:n_members], result.x[n_members:]
 
 
 def simplex_weights(probas: list[np.ndarray], y_index: np.ndarray) -> np.ndarray:

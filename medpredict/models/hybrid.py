@@ -2,15 +2,18 @@
 
 Every model here takes the raw feature table (``raw_input=True``): members that need
 numeric input get their own encoder (median imputation + missing indicators, scaling,
-one-hot categories) fitted inside the same training rows.
+one-hot categories) fitted inside the same training rows. Ensembles use three inner
+folds by default (``cv``): the combiner has only a few inputs, and every extra fold
+costs one more fit of every member.
 
 ============================  ==========================================================
 name                          what it is
 ============================  ==========================================================
 ``hybrid_ensemble``           default: stacking of L2-LR, LightGBM, random forest and an
-                              MLP; logistic meta-learner on out-of-fold log-odds
-                              (which also calibrates)
-``stacking``                  stacking of ``members`` (names), logistic meta-learner
+                              MLP; non-negative log-linear pooling of their out-of-fold
+                              probabilities (which also calibrates)
+``stacking``                  stacking of ``members`` (names); pooling, or an L2 logistic
+                              meta-learner on log-odds with ``meta="logistic"``
 ``soft_voting``               weighted soft voting of ``members``; weights minimise the
                               out-of-fold log loss
 ``stacking_deep_head``        classical members' out-of-fold log-odds -> MLP meta-learner
@@ -59,8 +62,8 @@ from medpredict.models.registry import make_model, register_model, takes_raw_inp
 
 DEFAULT_MEMBERS = ("logistic_regression", "lightgbm", "random_forest", "deep_mlp")
 CLASSICAL_MEMBERS = ("logistic_regression", "lightgbm", "random_forest")
-# inside an ensemble, 150 trees give the forest's probabilities enough resolution
-MEMBER_PARAMS: dict[str, dict[str, Any]] = {"random_forest": {"n_estimators": 150}}
+# inside an ensemble, 100 trees give the forest's probabilities enough resolution
+MEMBER_PARAMS: dict[str, dict[str, Any]] = {"random_forest": {"n_estimators": 100}}
 
 
 def raw_member(
@@ -116,17 +119,13 @@ def _head_lightgbm(seed: int, class_weight: str | None) -> LGBMClassifier:
 
 @register_model(
     "hybrid_ensemble",
-    "stacking of L2-LR, LightGBM, random forest and an MLP (calibrated meta-learner)",
+    "stacking of L2-LR, LightGBM, random forest and an MLP (non-negative pooling)",
     raw_input=True,
 )
 def hybrid_ensemble(
     seed: int, class_weight: str | None, n_samples: int | None = None, cv: int = 3
 ) -> StackingEnsemble:
-    """Stacking of L2-LR, LightGBM, random forest and an MLP; logistic meta-learner.
-
-    Three inner folds: the meta-learner has only a few inputs, and each extra fold
-    costs one more fit of every member.
-    """
+    """Stacking of L2-LR, LightGBM, random forest and an MLP; non-negative pooling."""
     return StackingEnsemble(
         _members(DEFAULT_MEMBERS, seed, class_weight, n_samples), cv=cv, random_state=seed
     )
@@ -138,13 +137,20 @@ def stacking(
     class_weight: str | None,
     n_samples: int | None = None,
     members: Sequence[str] = DEFAULT_MEMBERS,
-    cv: int = 5,
+    cv: int = 3,
+    meta: str = "pool",
+    alpha: float = 0.01,
     meta_C: float = 1.0,
 ) -> StackingEnsemble:
-    """Stacking of ``members`` with an L2 logistic meta-learner (strength ``meta_C``)."""
+    """Stacking of ``members``: non-negative pooling (L2 penalty ``alpha``) or, with
+    ``meta="logistic"``, an L2 logistic meta-learner on log-odds (strength ``meta_C``)."""
+    if meta not in ("pool", "logistic"):
+        raise ValueError(f"meta must be 'pool' or 'logistic', got {meta!r}")
+    final = LogisticRegression(C=meta_C, max_iter=1000) if meta == "logistic" else None
     return StackingEnsemble(
         _members(members, seed, class_weight, n_samples),
-        final_estimator=LogisticRegression(C=meta_C, max_iter=1000),
+        final_estimator=final,
+        alpha=alpha,
         cv=cv,
         random_state=seed,
     )
@@ -159,7 +165,7 @@ def soft_voting(
     n_samples: int | None = None,
     members: Sequence[str] = DEFAULT_MEMBERS,
     weights: str | Sequence[float] | None = "auto",
-    cv: int = 5,
+    cv: int = 3,
 ) -> SoftVotingEnsemble:
     """Soft voting of ``members``; ``weights="auto"`` learns them on inner folds."""
     return SoftVotingEnsemble(
@@ -171,7 +177,7 @@ def soft_voting(
     "stacking_deep_head", "classical models' out-of-fold log-odds -> MLP", raw_input=True
 )
 def stacking_deep_head(
-    seed: int, class_weight: str | None, n_samples: int | None = None, cv: int = 5
+    seed: int, class_weight: str | None, n_samples: int | None = None, cv: int = 3
 ) -> StackingEnsemble:
     """Classical members' out-of-fold log-odds feeding a small MLP meta-learner."""
     head = _mlp(seed, class_weight, hidden_layer_sizes=(16,), dropout=0.1, numeric="standard")
@@ -204,7 +210,7 @@ def bagged_mlp(
     "deep_boosted_lightgbm", "LightGBM boosting an MLP's out-of-fold log-odds", raw_input=True
 )
 def deep_boosted_lightgbm(
-    seed: int, class_weight: str | None, cv: int = 5
+    seed: int, class_weight: str | None, cv: int = 3
 ) -> ResidualBoostingClassifier:
     """LightGBM trees fitted to the residual of an MLP's out-of-fold log-odds."""
     return ResidualBoostingClassifier(base=_mlp(seed, class_weight), cv=cv, random_state=seed)
