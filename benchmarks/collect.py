@@ -1,0 +1,33 @@
+"""Assemble benchmarks/RESULTS.md from the per-area tables the benchmark scripts write.
+
+Run after any benchmark: ``.venv/bin/python benchmarks/collect.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ORDER = ["foundation", "hybrid", "trust", "imaging", "wearables", "text_genomics", "serve"]
+HEADER = """# Benchmark results
+
+Each section is written by `benchmarks/<area>.py` (see the command in it) into
+`benchmarks/results/<area>.md` and collected here by `benchmarks/collect.py`.
+Machine: the project's standard 2-core, 24 GiB CPU machine, no GPU. Unless a section
+says otherwise, the measurements were taken while other jobs shared the two cores
+(load average 5-13), so wall times are pessimistic; CPU times and ratios against a
+baseline measured in the same run are the steadier comparison.
+"""
+
+
+def main() -> None:
+    parts = [HEADER]
+    found = {p.stem: p for p in (HERE / "results").glob("*.md")}
+    for name in ORDER + sorted(set(found) - set(ORDER)):
+        if name in found:
+            parts.append(found[name].read_text().strip() + "\n")
+    (HERE / "RESULTS.md").write_text("\n".join(parts))
+
+
+if __name__ == "__main__":
+    main()
