@@ -33,8 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import skops.io as sio
-
 MODEL_FILE = "model.skops"
 METADATA_FILE = "metadata.json"
 MANIFEST_FILE = "MANIFEST.json"
@@ -97,6 +95,8 @@ def save_model(
     -------
     Path of the model directory.
     """
+    import skops.io as sio
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / MODEL_FILE).write_bytes(sio.dumps(estimator))
@@ -142,6 +142,8 @@ def verify_model(directory: str | Path) -> dict[str, str]:
 
 def load_model(directory: str | Path) -> LoadedModel:
     """Verify and load a model directory written by :func:`save_model`."""
+    import skops.io as sio
+
     directory = Path(directory)
     verify_model(directory)
     payload = (directory / MODEL_FILE).read_bytes()
