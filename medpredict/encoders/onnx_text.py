@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,8 @@ def _export(model_path: str, target: Path) -> None:
     example = tokenizer(["a padded example sentence of some length", "short"],
                         padding=True, return_tensors="pt")
     axes = {name: {0: "batch", 1: "tokens"} for name in (*_INPUTS, "hidden")}
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript-based exporter
         torch.onnx.export(Encoder(model), tuple(example[n] for n in _INPUTS), str(target),
                           input_names=list(_INPUTS), output_names=["hidden"],
                           dynamic_axes=axes, opset_version=17, dynamo=False)

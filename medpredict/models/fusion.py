@@ -114,7 +114,7 @@ def modality_estimator(kind: str, seed: int = 0, columns: list[str] | None = Non
 
 def modality_present(frame: pd.DataFrame) -> np.ndarray:
     """True for rows where at least one of the modality's columns has a value."""
-    empty = frame.isna().to_numpy()
+    empty = frame.isna().to_numpy(copy=True)
     for i, name in enumerate(frame.columns):
         if not pd.api.types.is_numeric_dtype(frame[name]):
             blank = frame[name].map(lambda v: isinstance(v, str) and not v.strip())
