@@ -11,7 +11,8 @@ is passed to ``fit``.
 Examples
 --------
 >>> from sklearn.datasets import load_breast_cancer
->>> >>> from sklearn.naive_bayes import GaussianNB
+>>> from sklearn.linear_model import LogisticRegression
+>>> from sklearn.naive_bayes import GaussianNB
 >>> X, y = load_breast_cancer(return_X_y=True)
 >>> members = [("nb", GaussianNB()), ("lr", LogisticRegression(max_iter=5000))]
 >>> StackingEnsemble(members, cv=3).fit(X, y).predict_proba(X[:2]).shape
