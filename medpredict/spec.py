@@ -9,8 +9,8 @@ Examples
 >>> spec = StudySpec.model_validate({
 ...     "name": "pima", "data": {"dataset": "pima_tr"}, "target": "type",
 ...     "positive_class": "Yes"})
->>> spec.validation.scheme, spec.models
-('kfold', ['logistic_regression', 'random_forest', 'svm', 'lightgbm'])
+>>> spec.validation.scheme, spec.models[-1]
+('kfold', 'hybrid_ensemble')
 """
 
 from __future__ import annotations
@@ -191,7 +191,13 @@ class StudySpec(_Strict):
         default_factory=Validation, description="How performance is estimated (see Validation)."
     )
     models: list[str | ModelSpec] = Field(
-        default_factory=lambda: ["logistic_regression", "random_forest", "svm", "lightgbm"],
+        default_factory=lambda: [
+            "logistic_regression",
+            "random_forest",
+            "svm",
+            "lightgbm",
+            "hybrid_ensemble",
+        ],
         description="Candidate models (names or {name, params}).",
     )
     budget: str | None = Field(

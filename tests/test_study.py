@@ -36,6 +36,7 @@ def test_wisconsin_reaches_published_discrimination(wisconsin_result):
         "random_forest",
         "svm",
         "lightgbm",
+        "hybrid_ensemble",
     }
     for candidate in wisconsin_result.candidates.values():
         assert not np.isnan(candidate.oof_proba).any()  # every row predicted exactly once
