@@ -125,3 +125,11 @@ def test_balanced_class_weight_raises_minority_risk(pima):
     balanced = TabularMLPClassifier(max_epochs=10, random_state=0, class_weight="balanced")
     balanced.fit(X, y)
     assert balanced.predict_proba(X)[:, 1].mean() > plain.predict_proba(X)[:, 1].mean()
+
+
+def test_large_tables_get_larger_batches_and_fewer_epochs():
+    large = make_model("deep_mlp", seed=0, n_samples=100_000)
+    small = make_model("deep_mlp", seed=0, n_samples=500)
+    assert (large.batch_size, large.max_epochs) == (1024, 60)
+    assert (small.batch_size, small.max_epochs) == (128, 200)
+    assert make_model("deep_resnet", n_samples=100_000, batch_size=256).batch_size == 256

@@ -49,9 +49,9 @@ class RowSpy(ClassifierMixin, BaseEstimator):
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
 
-def _stacking() -> Any:
+def _stacking(cv: int = 4) -> Any:
     return StackingEnsemble(
-        [("a", RowSpy("a")), ("b", RowSpy("b"))], final_estimator=RowSpy("meta"), cv=4
+        [("a", RowSpy("a")), ("b", RowSpy("b"))], final_estimator=RowSpy("meta"), cv=cv
     )
 
 
@@ -60,7 +60,7 @@ ENSEMBLES: dict[str, Callable[[], Any]] = {
     "soft_voting": lambda: SoftVotingEnsemble([("a", RowSpy("a")), ("b", RowSpy("b"))], cv=4),
     "calibrated": lambda: CalibratedModel(RowSpy("a"), method="platt", cv=4),
     "residual_boosting": lambda: ResidualBoostingClassifier(base=RowSpy("a"), cv=4),
-    "calibrated_stacking": lambda: CalibratedModel(_stacking(), method="isotonic", cv=3),
+    "calibrated_stacking": lambda: CalibratedModel(_stacking(cv=2), method="isotonic", cv=2),
 }
 
 
