@@ -119,7 +119,12 @@ SEARCH_SPACES: dict[str, SearchSpace] = {
 
 @dataclass
 class LeaderboardRow:
-    """One candidate's best trial."""
+    """One candidate's best trial.
+
+    ``metric`` and ``brier`` are bootstrap estimates from the best trial's out-of-fold
+    probabilities (``oof_proba``); ``trials`` counts finished trials and ``seconds`` is
+    the wall time spent on the candidate in all its trials, including stopped ones.
+    """
 
     name: str
     params: dict[str, Any]
@@ -177,10 +182,6 @@ def _folds(
     if hasattr(cv, "split"):
         return list(cv.split(X, y_index, groups))
     return [(np.asarray(train), np.asarray(test)) for train, test in cv]
-
-
-class _Deadline(Exception):
-    """The budget ran out in the middle of a trial."""
 
 
 def search(
@@ -243,7 +244,8 @@ def search(
         build(name, {})
 
     oof_by_trial: dict[int, np.ndarray] = {}
-    cost: dict[str, list[float]] = {name: [] for name in candidates}
+    durations: dict[str, list[float]] = {name: [] for name in candidates}  # finished trials
+    spent = dict.fromkeys(candidates, 0.0)  # all trials, finished or stopped
     progress = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -265,7 +267,7 @@ def search(
         space = SEARCH_SPACES.get(name)
         params = {} if trial.user_attrs.get("defaults") or space is None else space(trial)
         trial.set_user_attr("params", {k: _jsonable(v) for k, v in params.items()})
-        known = cost[name]
+        known = durations[name]
         if known and time.perf_counter() + min(known) > deadline:
             raise optuna.TrialPruned("not enough budget left for this candidate")
         estimator = build(name, params)
@@ -274,20 +276,21 @@ def search(
         try:
             for k, (train, test) in enumerate(folds):
                 if time.perf_counter() > deadline:
-                    raise _Deadline
+                    raise optuna.TrialPruned("the budget ran out during this trial")
                 tick(f"trial {trial.number}: {name} fold {k + 1}/{len(folds)}")
                 sub_groups = None if groups_array is None else groups_array[train]
                 fitted = fit_member(clone(estimator), take_rows(X, train), y[train], sub_groups)
                 proba[test] = aligned_proba(fitted, take_rows(X, test), classes)
         finally:
-            cost[name].append(time.perf_counter() - trial_start)
+            spent[name] += time.perf_counter() - trial_start
+        durations[name].append(time.perf_counter() - trial_start)
         oof_by_trial[trial.number] = proba
         return sign * score(y_index, proba)
 
     def stop_when_spent(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         best = _best_text(study, metric, sign)
         tick(f"{len(study.trials)} trials{best}")
-        cheapest = min((min(c) for c in cost.values() if c), default=0.0)
+        cheapest = min((min(d) for d in durations.values() if d), default=0.0)
         if time.perf_counter() + cheapest > deadline:
             study.stop()
 
@@ -303,13 +306,12 @@ def search(
                 objective,
                 timeout=seconds,
                 callbacks=[stop_when_spent],
-                catch=(_Deadline,),
                 gc_after_trial=False,
             )
     finally:
         optuna.logging.set_verbosity(verbosity)
     leaderboard = _leaderboard(
-        study, oof_by_trial, cost, y_index, groups_array, metric, sign, n_boot, seed
+        study, oof_by_trial, spent, y_index, groups_array, metric, sign, n_boot, seed
     )
     if not leaderboard:
         raise RuntimeError(
@@ -342,7 +344,7 @@ def _best_text(study: optuna.Study, metric: str, sign: float) -> str:
 def _leaderboard(
     study: optuna.Study,
     oof_by_trial: dict[int, np.ndarray],
-    cost: dict[str, list[float]],
+    spent: dict[str, float],
     y_index: np.ndarray,
     groups: np.ndarray | None,
     metric: str,
@@ -379,7 +381,7 @@ def _leaderboard(
                     for t in study.trials
                     if t.params.get("model") == name and t.state == optuna.trial.TrialState.COMPLETE
                 ),
-                seconds=float(sum(cost[name])),
+                seconds=spent[name],
                 oof_proba=proba,
             )
         )
