@@ -30,6 +30,7 @@ from sklearn.utils import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     _check_sample_weight,
+    check_consistent_length,
     check_is_fitted,
     column_or_1d,
     validate_data,
@@ -87,6 +88,11 @@ class _TabularNetClassifier(NumpyWeightsMixin, ClassifierMixin, BaseEstimator):
         X = self._validate_features(X, reset=True)
         check_classification_targets(y)
         y = column_or_1d(y, warn=True)
+        check_consistent_length(X, y)
+        if y.size < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs n_samples >= 2 rows, got n_samples={y.size}"
+            )
         self.classes_, y_index = np.unique(y, return_inverse=True)
         if self.classes_.size < 2:
             raise ValueError(
@@ -167,7 +173,8 @@ class _TabularNetClassifier(NumpyWeightsMixin, ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         """Most probable class per row."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
     def embed(self, X: Any) -> np.ndarray:
         """Penultimate-layer representation of each row (the learned features)."""
