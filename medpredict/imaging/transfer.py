@@ -33,6 +33,7 @@ Examples
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,9 @@ class ImageTransferClassifier(NumpyWeightsMixin, ClassifierMixin, BaseEstimator)
     source : a labelled source dataset (MedMNIST ``.npz`` or labels ``.csv``) to
         fine-tune on first; the target then starts from those weights.
     source_epochs : epoch limit of the source stage.
+    head_epochs : before fine-tuning, train the head alone on frozen features for up to
+        this many epochs at 10 x ``learning_rate`` ("linear probe, then fine-tune":
+        a trained head disturbs the pretrained features less than a random one).
     learning_rate : AdamW learning rate of the head and last trained stage's successor.
     layer_decay : each earlier stage's learning rate is this times the next one's.
     weight_decay : AdamW weight decay.
@@ -122,7 +126,8 @@ class ImageTransferClassifier(NumpyWeightsMixin, ClassifierMixin, BaseEstimator)
     module_ : the trained :class:`~medpredict.imaging.network.ImageNetwork`.
     network_config_ : arguments that rebuild the network's architecture.
     image_shape_ : shape of one training image.
-    fit_log_, source_log_ : training histories (:class:`FitLog`; source None unless used).
+    fit_log_, head_log_, source_log_ : training histories (:class:`FitLog`; the head
+        warm-up and source stage are None unless used).
     """
 
     def __init__(
@@ -135,6 +140,7 @@ class ImageTransferClassifier(NumpyWeightsMixin, ClassifierMixin, BaseEstimator)
         weights: str | None = None,
         source: str | None = None,
         source_epochs: int = 10,
+        head_epochs: int = 0,
         learning_rate: float = 1e-3,
         layer_decay: float = 0.7,
         weight_decay: float = 1e-4,
@@ -159,6 +165,7 @@ class ImageTransferClassifier(NumpyWeightsMixin, ClassifierMixin, BaseEstimator)
         self.weights = weights
         self.source = source
         self.source_epochs = source_epochs
+        self.head_epochs = head_epochs
         self.learning_rate = learning_rate
         self.layer_decay = layer_decay
         self.weight_decay = weight_decay
@@ -295,13 +302,19 @@ class ImageTransferClassifier(NumpyWeightsMixin, ClassifierMixin, BaseEstimator)
                 self._trainable(len(network.backbone.stages)), self.max_epochs,
                 self._class_weights(y_index),
             )
+            train_unit = as_unit_tensor(train_images)
+            val_unit = None if val_images is None else as_unit_tensor(val_images)
+            self.head_log_: FitLog | None = None
+            if self.head_epochs > 0 and config.trainable > 0:
+                warm = replace(
+                    config, trainable=0, augment=False, max_epochs=self.head_epochs,
+                    learning_rate=10 * self.learning_rate,
+                )
+                self.head_log_ = train_network(
+                    network, train_unit, train_index, val_unit, val_index, warm
+                )
             self.fit_log_ = train_network(
-                network,
-                as_unit_tensor(train_images),
-                train_index,
-                None if val_images is None else as_unit_tensor(val_images),
-                val_index,
-                config,
+                network, train_unit, train_index, val_unit, val_index, config
             )
         self.module_ = network
         return self
