@@ -50,6 +50,7 @@ from medpredict.evaluation.metrics import (
     threshold_for_specificity,
 )
 from medpredict.evaluation.splits import Fold, internal_folds, site_folds, temporal_split
+from medpredict.models.ensembles import fit_member
 from medpredict.models.registry import make_model, takes_raw_input
 from medpredict.progress import StudyProgress
 from medpredict.registry import save_model
@@ -188,13 +189,18 @@ def cross_validate(
     n_classes: int,
     on_fold: Callable[[], None] = lambda: None,
 ) -> tuple[np.ndarray, list[Any], float]:
-    """Out-of-fold probabilities; each fold's pipeline is fitted on its training rows only."""
+    """Out-of-fold probabilities; each fold's pipeline is fitted on its training rows only.
+
+    Models whose ``fit`` accepts ``groups`` (the ensembles' inner folds) get the training
+    rows' patient ids, so no level of a nested model splits a patient.
+    """
     oof = np.full((len(cohort.y), n_classes), np.nan)
     fitted, seconds = [], 0.0
     for train, test in folds:
         estimator = clone(pipeline)
         start = time.perf_counter()
-        estimator.fit(cohort.X.iloc[train], cohort.y[train])
+        groups = None if cohort.groups is None else cohort.groups[train]
+        fit_member(estimator, cohort.X.iloc[train], cohort.y[train], groups)
         seconds += time.perf_counter() - start
         oof[test] = estimator.predict_proba(cohort.X.iloc[test])
         fitted.append(estimator)
@@ -357,7 +363,9 @@ def run_study(spec: StudySpec, quiet: bool = False, save: bool = True) -> StudyR
         best = _select(candidates, spec.selection_metric)
         _paired_deltas(spec, development, candidates, best)
         progress.stage(f"refitting {best} on all development data", total=None)
-        final_model = clone(candidates[best].estimator).fit(development.X, development.y)
+        final_model = fit_member(
+            clone(candidates[best].estimator), development.X, development.y, development.groups
+        )
 
         holdouts = []
         thresholds = candidates[best].thresholds
