@@ -101,7 +101,7 @@ def test_patient_groups_keep_rows_together():
     y = frame["class"].to_numpy()
     groups = frame["ID"].to_numpy()
     result = search(
-        ["logistic_regression"], X, y, groups=groups, budget="3s", cv=4, n_boot=50, quiet=True
+        ["logistic_regression"], X, y, groups=groups, budget="15s", cv=4, n_boot=50, quiet=True
     )
     assert result.best.metric.value > 0.98
     assert len(result.folds) == 4

@@ -122,7 +122,7 @@ def test_anonymous_only_when_allowed():
 
 
 def test_rate_limit_answers_429_with_retry_after():
-    client = make_client(rate_limit_per_minute=60, rate_limit_burst=3)
+    client = make_client(rate_limit_per_minute=1, rate_limit_burst=3)
     codes = [predict(client, pima_test_patients(1)).status_code for _ in range(5)]
     assert codes[:3] == [200, 200, 200]
     assert codes[3:] == [429, 429]
