@@ -34,6 +34,7 @@ from medpredict.study import run_study
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "foundation.md"
+FAMILIES = ["logistic_regression", "random_forest", "svm", "lightgbm"]
 
 
 def plain_logistic_seconds(frame: pd.DataFrame, target: str) -> float:
@@ -82,7 +83,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         spec = load_spec(ROOT / "medpredict" / "examples" / "wisconsin.yaml")
-        spec = spec.model_copy(update={"output_dir": tmp / "wisconsin"})
+        spec = spec.model_copy(update={"output_dir": tmp / "wisconsin", "models": FAMILIES})
         start = time.perf_counter()
         result = run_study(spec, quiet=True)
         wisconsin = time.perf_counter() - start
