@@ -103,6 +103,7 @@ def main() -> None:
                 "data": {"path": str(data)},
                 "target": "diagnosis",
                 "positive_class": "malignant",
+                "models": FAMILIES,
                 "output_dir": str(tmp / "large"),
             }
         )
