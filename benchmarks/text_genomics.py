@@ -181,7 +181,7 @@ def golub_benchmark() -> dict:
     out = {}
     models = {
         "univariate top-50 + L2 LR": gene_pipeline(method="univariate", k=50, seed=SEED),
-        "L1 selection (C=0.5) + L2 LR": gene_pipeline(method="l1", k=50, seed=SEED),
+        "L1 selection (C=0.1) + L2 LR": gene_pipeline(method="l1", k=50, seed=SEED),
         "L2 LR on all 7,129 probes (baseline)": make_pipeline(
             gene_pipeline().named_steps["expression"], StandardScaler(),
             LogisticRegression(max_iter=5000)),
