@@ -16,7 +16,7 @@ network on the pixels:
 Parameters in the spec go to :class:`~medpredict.imaging.transfer.ImageTransferClassifier`,
 except ``image_column``, ``image_root`` and ``image_size_on_load``, which configure the loader.
 The hybrid probe needs no registration: a column of kind ``image`` is encoded by
-:func:`image_encoder` (pretrained CNN embeddings), so every classical model
+:func:`image_encoder` (standardised pretrained CNN embeddings), so every classical model
 (logistic regression, SVM, LightGBM, ...) becomes a classical head on CNN features.
 
 Examples
@@ -31,10 +31,11 @@ from __future__ import annotations
 from typing import Any
 
 from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.preprocessing import StandardScaler
 
 from medpredict.encoders.tabular import register_encoder
-from medpredict.imaging.encoder import PretrainedImageEncoder
 from medpredict.imaging.loader import ImageLoader
+from medpredict.imaging.recipes import probe_encoder
 from medpredict.imaging.transfer import ImageTransferClassifier
 from medpredict.models.registry import register_model
 
@@ -86,9 +87,14 @@ def image_cnn(seed: int, class_weight: str | None, **params: Any) -> Pipeline:
 
 @register_encoder("image")
 def image_encoder(columns: list[str], seed: int = 0) -> Pipeline | FeatureUnion:
-    """Image-reference column(s) -> pretrained EfficientNet-Lite0 embeddings (1280 per column)."""
+    """Image-reference column(s) -> standardised EfficientNet-Lite0 embeddings (704 per column).
+
+    The features are those of the ``probe`` recipe (stages 4-7 at 96 px, mirrored).
+    """
     per_column = [
-        (c, Pipeline([("load", ImageLoader(column=c)), ("cnn", PretrainedImageEncoder())]))
+        (c, Pipeline([
+            ("load", ImageLoader(column=c)), ("cnn", probe_encoder()), ("scale", StandardScaler()),
+        ]))
         for c in columns
     ]
     return per_column[0][1] if len(per_column) == 1 else FeatureUnion(per_column)

@@ -47,7 +47,8 @@ def flatten_pixels(images: np.ndarray) -> np.ndarray:
     return array.reshape(len(array), -1).astype(np.float32)
 
 
-def _encoder() -> PretrainedImageEncoder:
+def probe_encoder() -> PretrainedImageEncoder:
+    """The probe's feature extractor (stages 4-7 of EfficientNet-Lite0 at 96 px, mirrored)."""
     return PretrainedImageEncoder(image_size=PROBE_SIZE, stages=PROBE_STAGES, tta=True)
 
 
@@ -57,17 +58,19 @@ def probe(seed: int) -> Pipeline:
         Cs=[0.003, 0.01, 0.03, 0.1], l1_ratios=(0.0,), cv=5, scoring="roc_auc", max_iter=5000,
         random_state=seed, use_legacy_attributes=False,
     )
-    return Pipeline([("cnn", _encoder()), ("scale", StandardScaler()), ("head", head)])
+    return Pipeline([("cnn", probe_encoder()), ("scale", StandardScaler()), ("head", head)])
 
 
 def probe_svm(seed: int) -> Pipeline:
     """CNN features -> standardisation -> RBF SVM."""
-    return Pipeline([("cnn", _encoder()), ("scale", StandardScaler()), ("head", svm(seed, None))])
+    return Pipeline(
+        [("cnn", probe_encoder()), ("scale", StandardScaler()), ("head", svm(seed, None))]
+    )
 
 
 def probe_lightgbm(seed: int) -> Pipeline:
     """CNN features -> LightGBM."""
-    return Pipeline([("cnn", _encoder()), ("head", lightgbm(seed, None))])
+    return Pipeline([("cnn", probe_encoder()), ("head", lightgbm(seed, None))])
 
 
 def finetune(seed: int) -> ImageTransferClassifier:
