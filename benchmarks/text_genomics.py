@@ -325,8 +325,18 @@ def main() -> None:
                         help="time the torch backend on the whole corpus too")
     parser.add_argument("--timings-json", type=Path,
                         help="reuse embedding timings saved by an earlier run (skips them)")
+    parser.add_argument("--timings-only", type=Path,
+                        help="only measure the embedding timings and save them to this JSON file")
     parser.add_argument("--embed-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.timings_only:
+        before = os.getloadavg()[0]
+        timings = embedding_timings(args.cold)
+        args.timings_only.write_text(json.dumps({
+            "timings": timings, "load": [before, os.getloadavg()[0]],
+            "measured": time.strftime("%Y-%m-%d %H:%M")}, indent=1))
+        print(json.dumps(timings, indent=1))
+        return
     if args.embed_child:
         backend, length, fraction = args.embed_child
         embed_child(backend, int(length) or None, float(fraction))
