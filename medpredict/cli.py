@@ -206,6 +206,7 @@ def verify(
 
 
 def _register_capabilities() -> None:
+    from medpredict.imaging.cli import image_study
     from medpredict.serve.cli import audit_app, keys_app, serve_command
     from medpredict.wearables.cli import monitor
 
@@ -213,6 +214,7 @@ def _register_capabilities() -> None:
     app.add_typer(keys_app, name="keys")
     app.add_typer(audit_app, name="audit")
     app.command("monitor")(monitor)
+    app.command("image-study")(image_study)
 
 
 _register_capabilities()

@@ -30,7 +30,11 @@ from medpredict.data.schema import Schema
 
 EncoderFactory = Callable[[list[str], int], TransformerMixin]
 _ENCODERS: dict[str, EncoderFactory] = {}
-_KIND_MODULES = {"text": "medpredict.encoders.text", "genes": "medpredict.encoders.genes"}
+_KIND_MODULES = {
+    "text": "medpredict.encoders.text",
+    "genes": "medpredict.encoders.genes",
+    "image": "medpredict.imaging.models",
+}
 
 
 def register_encoder(kind: str) -> Callable[[EncoderFactory], EncoderFactory]:

@@ -30,7 +30,12 @@ _FACTORIES: dict[str, Factory] = {}
 _DESCRIPTIONS: dict[str, str] = {}
 _RAW_INPUT: set[str] = set()
 _BUILTIN_MODULES = ("medpredict.models.classical",)
-_OPTIONAL_MODULES = ("medpredict.models.deep", "medpredict.models.hybrid")
+_OPTIONAL_MODULES = (
+    "medpredict.models.deep",
+    "medpredict.models.hybrid",
+    "medpredict.imaging.models",
+    "medpredict.models.fusion",
+)
 
 
 def register_model(
