@@ -36,20 +36,16 @@ from medpredict.data.cohort import Cohort, build_cohort, build_external, load_ta
 from medpredict.data.datasets import DATASETS
 from medpredict.data.loading import frame_sha256, read_table
 from medpredict.encoders.tabular import build_preprocessor
-from medpredict.evaluation.bootstrap import Estimate, bootstrap
+from medpredict.evaluation.bootstrap import Estimate, bootstrap, bootstrap_weighted
 from medpredict.evaluation.metrics import (
     HIGHER_IS_BETTER,
-    auroc,
-    average_precision,
-    binary_metrics,
-    brier,
-    log_loss,
     multiclass_metrics,
     recalibration_fit,
     threshold_for_sensitivity,
     threshold_for_specificity,
 )
 from medpredict.evaluation.splits import Fold, internal_folds, site_folds, temporal_split
+from medpredict.evaluation.weighted import BinaryScorer
 from medpredict.models.ensembles import fit_member
 from medpredict.models.registry import make_model, takes_raw_input
 from medpredict.progress import StudyProgress
@@ -127,26 +123,6 @@ def build_pipeline(cohort: Cohort, model: ModelSpec, spec: StudySpec) -> Classif
     )
 
 
-def metric_function(
-    spec: StudySpec,
-    thresholds: dict[str, float] | None = None,
-    calibration_start: tuple[float, float, float] = (0.0, 0.0, 1.0),
-) -> Callable[[np.ndarray, np.ndarray], dict[str, float]]:
-    """The metric set for the spec's task (binary uses the positive-class column)."""
-    if spec.task == "binary":
-        return lambda y, proba: binary_metrics(y, proba[:, 1], thresholds, calibration_start)
-    return multiclass_metrics
-
-
-def selection_score(spec: StudySpec) -> Callable[[np.ndarray, np.ndarray], float]:
-    """Just the selection metric, for paired comparisons."""
-    simple = {"auroc": auroc, "auprc": average_precision, "brier": brier, "log_loss": log_loss}
-    if spec.task == "binary" and spec.selection_metric in simple:
-        metric = simple[spec.selection_metric]
-        return lambda y, proba: metric(y, proba[:, 1])
-    return lambda y, proba: metric_function(spec)(y, proba)[spec.selection_metric]
-
-
 def operating_thresholds(spec: StudySpec, y: np.ndarray, risk: np.ndarray) -> dict[str, float]:
     """Turn the spec's operating points into risk thresholds on development predictions."""
     out = {}
@@ -215,20 +191,20 @@ def score_with_ci(
     thresholds: dict[str, float] | None = None,
     groups: np.ndarray | None = None,
 ) -> dict[str, Estimate]:
-    """Bootstrap CIs for every metric; rows are ordered by risk first, which keeps
-    each resample's ranking linear-time on large tables."""
+    """Bootstrap CIs for every metric.
+
+    Rows are ordered by risk first; binary metrics score each resample as row counts
+    on those ordered rows (:class:`BinaryScorer`), which keeps large tables fast.
+    """
     order = np.argsort(-proba[:, -1], kind="stable")
-    start = (0.0, 0.0, 1.0)
-    if spec.task == "binary":
-        start = recalibration_fit(y, proba[:, 1])
-    return bootstrap(
-        metric_function(spec, thresholds, start),
-        y[order],
-        proba[order],
-        n_boot=spec.bootstrap,
-        seed=spec.seed,
-        groups=None if groups is None else groups[order],
-    )
+    y, proba = y[order], proba[order]
+    groups = None if groups is None else groups[order]
+    if spec.task != "binary":
+        return bootstrap(
+            multiclass_metrics, y, proba, n_boot=spec.bootstrap, seed=spec.seed, groups=groups
+        )
+    scorer = BinaryScorer(y, proba[:, 1], thresholds, recalibration_fit(y, proba[:, 1]))
+    return bootstrap_weighted(scorer, y, n_boot=spec.bootstrap, seed=spec.seed, groups=groups)
 
 
 def _select(candidates: dict[str, CandidateResult], metric: str) -> str:
@@ -243,23 +219,37 @@ def _paired_deltas(
     best: str,
 ) -> None:
     """Bootstrap CI of (best - candidate) on the selection metric, same resamples."""
-    score = selection_score(spec)
-    for name, candidate in candidates.items():
-        if name == best:
-            continue
+    metric = spec.selection_metric
+    if spec.task == "binary":
 
-        def delta(y_: np.ndarray, a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-            return {"delta": score(y_, a) - score(y_, b)}
+        def scorer(proba: np.ndarray) -> Callable[[np.ndarray | None], float]:
+            score = BinaryScorer(development.y, proba[:, 1])
+            if metric in ("auroc", "auprc"):
+                return lambda counts: score.ranking(counts)[metric]
+            return lambda counts: score(counts)[metric]
+    else:
 
-        candidate.delta_vs_best = bootstrap(
-            delta,
-            development.y,
-            candidates[best].oof_proba,
-            candidate.oof_proba,
-            n_boot=spec.bootstrap,
-            seed=spec.seed,
-            groups=development.groups,
-        )["delta"]
+        def scorer(proba: np.ndarray) -> Callable[[np.ndarray | None], float]:
+            rows = np.arange(len(development.y))
+
+            def score(counts: np.ndarray | None) -> float:
+                idx = rows if counts is None else np.repeat(rows, counts)
+                return multiclass_metrics(development.y[idx], proba[idx])[metric]
+
+            return score
+
+    best_score = scorer(candidates[best].oof_proba)
+    others = {name: scorer(c.oof_proba) for name, c in candidates.items() if name != best}
+
+    def deltas(counts: np.ndarray | None) -> dict[str, float]:
+        reference = best_score(counts)
+        return {name: reference - score(counts) for name, score in others.items()}
+
+    estimates = bootstrap_weighted(
+        deltas, development.y, n_boot=spec.bootstrap, seed=spec.seed, groups=development.groups
+    )
+    for name, estimate in estimates.items():
+        candidates[name].delta_vs_best = estimate
 
 
 def _partition(cohort: Cohort, spec: StudySpec) -> tuple[Cohort, list[Fold], Cohort | None]:

@@ -9,7 +9,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
 from medpredict.evaluation import metrics as m
-from medpredict.evaluation.bootstrap import bootstrap, resample_indices
+from medpredict.evaluation.bootstrap import (
+    bootstrap,
+    bootstrap_weighted,
+    resample_counts,
+    resample_indices,
+)
+from medpredict.evaluation.weighted import BinaryScorer
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +104,47 @@ def test_clustered_bootstrap_draws_whole_patients():
         drawn = groups[idx]
         for g in np.unique(drawn):
             assert np.sum(drawn == g) % 2 == 0  # both rows of a patient, every time
+
+
+@pytest.mark.parametrize("clustered", [False, True])
+def test_weighted_scorer_equals_metrics_of_resampled_rows(pima_scores, clustered):
+    y, p = pima_scores
+    groups = np.arange(y.size) // 3 if clustered else None
+    thresholds = {"a": 0.5, "b": 0.3}
+    scorer = BinaryScorer(y, p, thresholds)
+    assert scorer() == pytest.approx(m.binary_metrics(y, p, thresholds), rel=1e-9)
+    draws = zip(
+        resample_counts(y, 20, seed=1, groups=groups),
+        resample_indices(y, 20, seed=1, groups=groups),
+        strict=True,
+    )
+    for counts, idx in draws:
+        expected = m.binary_metrics(y[idx], p[idx], thresholds)
+        assert scorer(counts) == pytest.approx(expected, rel=1e-7, nan_ok=True)
+
+
+def test_weighted_bootstrap_gives_the_index_bootstrap_intervals(pima_scores):
+    y, p = pima_scores
+    by_rows = bootstrap(m.binary_metrics, y, p, n_boot=200, seed=4)
+    by_counts = bootstrap_weighted(BinaryScorer(y, p), y, n_boot=200, seed=4)
+    for name, estimate in by_rows.items():
+        assert by_counts[name].value == pytest.approx(estimate.value, rel=1e-9)
+        assert by_counts[name].low == pytest.approx(estimate.low, rel=1e-6)
+        assert by_counts[name].high == pytest.approx(estimate.high, rel=1e-6)
+
+
+def test_one_step_calibration_on_large_tables_is_close_to_the_full_fit():
+    """Synthetic: 50,000 miscalibrated risks (above the one-step size) and 5 resamples."""
+    rng = np.random.default_rng(0)
+    logit = rng.normal(0, 1.5, 50_000)
+    y = (rng.random(logit.size) < 1 / (1 + np.exp(-(0.3 + 0.8 * logit)))).astype(float)
+    p = 1 / (1 + np.exp(-logit))
+    scorer = BinaryScorer(y, p)
+    spread = []
+    for counts in resample_counts(y, 5, seed=2):
+        fast = scorer(counts)
+        exact = m.recalibration_fit(y, p, weights=counts.astype(float))
+        assert fast["calibration_intercept"] == pytest.approx(exact[0], abs=1e-4)
+        assert fast["calibration_slope"] == pytest.approx(exact[2], abs=1e-4)
+        spread.append(exact[2])
+    assert np.ptp(spread) > 10 * 1e-4  # the tolerance is far below the resampling spread

@@ -7,7 +7,7 @@ patient's rows are drawn together). Intervals are percentile intervals.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,13 +28,13 @@ class Estimate:
         return {"value": self.value, "low": self.low, "high": self.high}
 
 
-def resample_indices(
+def resample_counts(
     y: np.ndarray,
     n_boot: int,
     seed: int,
     groups: np.ndarray | None = None,
-) -> list[np.ndarray]:
-    """Row indices of ``n_boot`` bootstrap resamples, each in ascending order.
+) -> Iterator[np.ndarray]:
+    """How many times each row is drawn, for each of ``n_boot`` bootstrap resamples.
 
     Parameters
     ----------
@@ -43,8 +43,7 @@ def resample_indices(
     seed : random seed; the same seed gives the same resamples.
     groups : optional patient id per row; resamples whole patients when given.
 
-    Ascending indices keep any ordering of the data, so metrics that sort by risk
-    run in linear time when the rows are already sorted by risk.
+    Resamples are produced one at a time, so memory does not grow with ``n_boot``.
     """
     rng = np.random.default_rng(seed)
     y = np.asarray(y)
@@ -52,19 +51,32 @@ def resample_indices(
     if groups is not None:
         _, inverse = np.unique(np.asarray(groups), return_inverse=True)
         n_groups = inverse.max() + 1
-        out = []
         for _ in range(n_boot):
             group_counts = np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)
-            out.append(np.repeat(np.arange(n), group_counts[inverse]))
-        return out
+            yield group_counts[inverse]
+        return
     strata = [np.flatnonzero(y == value) for value in np.unique(y)]
-    out = []
     for _ in range(n_boot):
         counts = np.zeros(n, dtype=np.int64)
         for idx in strata:
             counts += np.bincount(idx[rng.integers(0, idx.size, idx.size)], minlength=n)
-        out.append(np.repeat(np.arange(n), counts))
-    return out
+        yield counts
+
+
+def resample_indices(
+    y: np.ndarray,
+    n_boot: int,
+    seed: int,
+    groups: np.ndarray | None = None,
+) -> Iterator[np.ndarray]:
+    """Row indices of the resamples of :func:`resample_counts`, each in ascending order.
+
+    Ascending indices keep any ordering of the data, so metrics that sort by risk
+    run in linear time when the rows are already sorted by risk.
+    """
+    rows = np.arange(np.asarray(y).size)
+    for counts in resample_counts(y, n_boot, seed, groups):
+        yield np.repeat(rows, counts)
 
 
 def bootstrap(
@@ -98,21 +110,56 @@ def bootstrap(
     True
     """
     y = np.asarray(y)
-    point = metrics(y, *arrays)
-    if n_boot <= 0:
-        return {k: Estimate(v, v, v) for k, v in point.items()}
-    draws: dict[str, list[float]] = {k: [] for k in point}
-    for idx in resample_indices(y, n_boot, seed, groups):
-        sample = metrics(y[idx], *(a[idx] for a in arrays))
+    draws = (
+        metrics(y[idx], *(a[idx] for a in arrays))
+        for idx in resample_indices(y, n_boot, seed, groups)
+    )
+    return _percentile_intervals(metrics(y, *arrays), draws, alpha)
+
+
+def bootstrap_weighted(
+    metrics: Callable[[np.ndarray | None], dict[str, float]],
+    y: np.ndarray,
+    n_boot: int = 1000,
+    seed: int = 0,
+    groups: np.ndarray | None = None,
+    alpha: float = 0.05,
+) -> dict[str, Estimate]:
+    """Like :func:`bootstrap`, for metrics that take each resample as row counts.
+
+    ``metrics(None)`` is the point estimate and ``metrics(counts)`` the value on a
+    resample; the resamples are those :func:`bootstrap` draws with the same seed, so
+    both give the same intervals. See :class:`medpredict.evaluation.weighted.BinaryScorer`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from medpredict.evaluation.weighted import BinaryScorer
+    >>> y = np.array([0, 0, 1, 1, 0, 1, 0, 1]); p = np.linspace(0.1, 0.9, 8)
+    >>> est = bootstrap_weighted(BinaryScorer(y, p), y, n_boot=200)
+    >>> est["auroc"].low <= est["auroc"].value <= est["auroc"].high
+    True
+    """
+    draws = (metrics(counts) for counts in resample_counts(y, n_boot, seed, groups))
+    return _percentile_intervals(metrics(None), draws, alpha)
+
+
+def _percentile_intervals(
+    point: dict[str, float], draws: Iterable[dict[str, float]], alpha: float
+) -> dict[str, Estimate]:
+    values: dict[str, list[float]] = {k: [] for k in point}
+    for sample in draws:
         for k in point:
-            draws[k].append(sample.get(k, np.nan))
+            values[k].append(sample.get(k, np.nan))
+    if not any(values.values()):
+        return {k: Estimate(v, v, v) for k, v in point.items()}
     out = {}
     for k, v in point.items():
-        values = np.asarray(draws[k], dtype=float)
-        values = values[np.isfinite(values)]
-        if values.size == 0:
+        finite = np.asarray(values[k], dtype=float)
+        finite = finite[np.isfinite(finite)]
+        if finite.size == 0:
             out[k] = Estimate(v, float("nan"), float("nan"))
             continue
-        low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])
+        low, high = np.quantile(finite, [alpha / 2, 1 - alpha / 2])
         out[k] = Estimate(float(v), float(low), float(high))
     return out

@@ -82,52 +82,77 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def _loglik(y: np.ndarray, eta: np.ndarray) -> float:
-    return float(np.sum(y * eta - np.logaddexp(0.0, eta)))
+def _wsum(values: np.ndarray, w: np.ndarray | None) -> float:
+    return float(np.sum(values) if w is None else w @ values)
 
 
 def recalibration_fit(
-    y: np.ndarray, p: np.ndarray, start: tuple[float, float, float] = (0.0, 0.0, 1.0)
+    y: np.ndarray,
+    p: np.ndarray,
+    start: tuple[float, float, float] = (0.0, 0.0, 1.0),
+    weights: np.ndarray | None = None,
 ) -> tuple[float, float, float]:
     """Offset intercept and the (intercept, slope) of logistic recalibration on logit(p).
 
     Damped Newton steps (halved until the likelihood improves) on closed-form 1x1 and
     2x2 systems, from ``start``; a nearby start, such as the full-sample fit when
-    bootstrapping, converges in two or three steps. When the outcomes are perfectly
-    separated the slope has no finite estimate and the value after 25 steps is
-    returned (it will be large).
+    bootstrapping, converges in two or three steps. ``weights`` are case weights (a
+    bootstrap resample's counts). When the outcomes are perfectly separated the slope
+    has no finite estimate and the value after 25 steps is returned (it will be large).
     """
-    lp = _logit(p)
-    intercept, b0, b1 = start
-    for _ in range(25):
-        mu = expit(lp + intercept)
-        step = np.sum(y - mu) / (np.sum(mu * (1 - mu)) + _EPS)
-        current = _loglik(y, lp + intercept)
-        while abs(step) > 1e-12 and _loglik(y, lp + intercept + step) < current:
-            step /= 2
-        intercept += step
-        if abs(step) < 1e-7:
-            break
-    for _ in range(25):
-        eta = b0 + b1 * lp
-        mu = expit(eta)
-        w = mu * (1 - mu)
-        r = y - mu
-        wl = w * lp
-        s_w, s_wl, s_wll = w.sum(), wl.sum(), (wl * lp).sum()
-        g0, g1 = r.sum(), (r * lp).sum()
-        det = s_w * s_wll - s_wl * s_wl
-        if det <= _EPS:
-            break
-        d0 = (s_wll * g0 - s_wl * g1) / det
-        d1 = (s_w * g1 - s_wl * g0) / det
-        current = _loglik(y, eta)
-        while max(abs(d0), abs(d1)) > 1e-12 and _loglik(y, eta + d0 + d1 * lp) < current:
-            d0, d1 = d0 / 2, d1 / 2
-        b0, b1 = b0 + d0, b1 + d1
-        if max(abs(d0), abs(d1)) < 1e-7:
-            break
+    return recalibration_fit_logit(y, _logit(p), start, weights)
+
+
+def recalibration_fit_logit(
+    y: np.ndarray,
+    lp: np.ndarray,
+    start: tuple[float, float, float] = (0.0, 0.0, 1.0),
+    w: np.ndarray | None = None,
+) -> tuple[float, float, float]:
+    """:func:`recalibration_fit` on the logit of the risks, already computed."""
+    signs = 2 * np.asarray(y, dtype=float) - 1
+    (intercept,) = _damped_newton(signs, lp, w, np.array(start[:1]), slope=False)
+    b0, b1 = _damped_newton(signs, lp, w, np.array(start[1:]), slope=True)
     return float(intercept), float(b0), float(b1)
+
+
+def _damped_newton(
+    signs: np.ndarray, lp: np.ndarray, w: np.ndarray | None, beta: np.ndarray, slope: bool
+) -> np.ndarray:
+    """Maximise the logistic likelihood of ``lp + a`` (offset) or ``b0 + b1 * lp``.
+
+    Works with the probability ``q`` each row's observed outcome has, which gives the
+    likelihood, gradient and curvature from one ``expit`` and one ``log`` per step.
+    """
+
+    def evaluate(beta: np.ndarray) -> tuple[np.ndarray, float]:
+        eta = beta[0] + beta[1] * lp if slope else lp + beta[0]
+        q = expit(signs * eta)
+        return q, _wsum(np.log(np.maximum(q, 1e-300)), w)
+
+    q, loglik = evaluate(beta)
+    for _ in range(25):
+        curvature, residual = q * (1 - q), signs * (1 - q)
+        if w is not None:
+            curvature, residual = w * curvature, w * residual
+        if slope:
+            cl = curvature * lp
+            s_c, s_cl, s_cll = curvature.sum(), cl.sum(), cl @ lp
+            g0, g1 = residual.sum(), residual @ lp
+            det = s_c * s_cll - s_cl * s_cl
+            if det <= _EPS:
+                break
+            step = np.array([s_cll * g0 - s_cl * g1, s_c * g1 - s_cl * g0]) / det
+        else:
+            step = np.array([residual.sum() / (curvature.sum() + _EPS)])
+        if np.max(np.abs(step)) < 1e-7:
+            return beta + step
+        trial_q, trial_loglik = evaluate(beta + step)
+        while trial_loglik < loglik and np.max(np.abs(step)) > 1e-12:
+            step = step / 2
+            trial_q, trial_loglik = evaluate(beta + step)
+        beta, q, loglik = beta + step, trial_q, trial_loglik
+    return beta
 
 
 def calibration_intercept_slope(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
