@@ -36,6 +36,8 @@ from sklearn.pipeline import Pipeline
 from medpredict.evaluation.metrics import auroc
 from medpredict.report.html import Section, callout, figure, table
 
+LARGE_CURVE_ROWS = 20_000
+
 
 @dataclass
 class LearningCurve:
@@ -175,8 +177,8 @@ def check_overfitting(
     groups: np.ndarray | None = None,
     max_gap: float = 0.05,
     min_epv: float = 10.0,
-    curve_sizes: int = 4,
-    curve_folds: int = 5,
+    curve_sizes: int | None = None,
+    curve_folds: int | None = None,
     seed: int = 0,
 ) -> OverfittingCheck:
     """Run every check on a final model and its out-of-fold risks.
@@ -192,7 +194,9 @@ def check_overfitting(
     groups : optional patient ids for the learning curve's folds.
     max_gap : optimism / learning-curve gap above which a warning is given.
     min_epv : events per variable below which a warning is given.
-    curve_sizes, curve_folds : training-set sizes and folds of the learning curve.
+    curve_sizes, curve_folds : training-set sizes and folds of the learning curve; by
+        default 4 and 5, or 3 and 3 above ``LARGE_CURVE_ROWS`` rows, where the curve
+        would otherwise cost a dozen fits of the final model on nearly all the data.
     seed : random seed.
     """
     y = np.asarray(y).astype(int)
@@ -200,6 +204,9 @@ def check_overfitting(
     epv = events_per_variable(y, n_parameters)
     apparent = auroc(y, fitted.predict_proba(X)[:, 1])
     validated = auroc(y, np.asarray(oof_risk, dtype=float))
+    large = len(y) > LARGE_CURVE_ROWS
+    curve_sizes = curve_sizes or (3 if large else 4)
+    curve_folds = curve_folds or (3 if large else 5)
     curve = (
         None
         if estimator is None
