@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import sys
 import warnings
 from collections.abc import Callable
@@ -14,12 +15,46 @@ import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from medpredict.data.errors import DataError
 from medpredict.registry import ArtifactError
 from medpredict.spec import SpecError
 
+# Commands of capabilities with heavy dependencies (FastAPI, DuckDB, torch), imported
+# only when that command runs or the full command list is shown.
+CAPABILITY_COMMANDS = {
+    "serve": ("medpredict.serve.cli", "serve_command"),
+    "keys": ("medpredict.serve.cli", "keys_app"),
+    "audit": ("medpredict.serve.cli", "audit_app"),
+    "monitor": ("medpredict.wearables.cli", "monitor"),
+    "image-study": ("medpredict.imaging.cli", "image_study"),
+}
+
+
+class _CapabilityGroup(TyperGroup):
+    """The top-level command group, which imports capability commands on demand."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*super().list_commands(ctx), *CAPABILITY_COMMANDS]
+
+    def get_command(self, ctx: Any, name: str) -> Any:
+        if name not in CAPABILITY_COMMANDS:
+            return super().get_command(ctx, name)
+        module, attribute = CAPABILITY_COMMANDS[name]
+        target = getattr(importlib.import_module(module), attribute)
+        if isinstance(target, typer.Typer):
+            command = typer.main.get_group(target)
+        else:
+            single = typer.Typer()
+            single.command(name)(target)
+            command = typer.main.get_command(single)
+        command.name = name
+        return command
+
+
 app = typer.Typer(
+    cls=_CapabilityGroup,
     help="Trustworthy disease-risk prediction: run studies, score patients, serve models.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -204,20 +239,6 @@ def verify(
     files = verify_model(model)
     console.print(f"{model}: {len(files)} file(s) match the manifest")
 
-
-def _register_capabilities() -> None:
-    from medpredict.imaging.cli import image_study
-    from medpredict.serve.cli import audit_app, keys_app, serve_command
-    from medpredict.wearables.cli import monitor
-
-    app.command("serve")(serve_command)
-    app.add_typer(keys_app, name="keys")
-    app.add_typer(audit_app, name="audit")
-    app.command("monitor")(monitor)
-    app.command("image-study")(image_study)
-
-
-_register_capabilities()
 
 if __name__ == "__main__":
     app()

