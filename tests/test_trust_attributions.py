@@ -105,6 +105,20 @@ def test_linear_attributions_are_exact_log_odds(pbc):
     np.testing.assert_allclose(total, model[-1].decision_function(model[0].transform(X)))
 
 
+def test_linear_explainer_is_reused_until_the_model_is_refitted(pbc):
+    X, y = pbc
+    model = _pipeline(X, y, "logistic_regression")
+    background = make_background(X)
+    first = explain(model, X.head(3), background)
+    again = explain(model, X.head(3), background)
+    pd.testing.assert_frame_equal(first.values, again.values)
+    model.set_params(model__C=0.01).fit(X, y)  # same objects, new coefficients
+    refitted = explain(model, X.head(3), background)
+    total = refitted.base_value + refitted.values.to_numpy().sum(axis=1)
+    np.testing.assert_allclose(total, model.decision_function(X.head(3)))
+    assert not np.allclose(refitted.values.to_numpy(), first.values.to_numpy())
+
+
 def test_model_agnostic_path_for_a_bare_estimator(pbc):
     X, y = pbc
     numeric = X[["age", "bili", "albumin", "protime"]].fillna(X["protime"].median())

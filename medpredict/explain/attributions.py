@@ -55,6 +55,9 @@ from sklearn.pipeline import Pipeline
 _TREE_EXPLAINERS: weakref.WeakKeyDictionary[Any, shap.TreeExplainer] = (
     weakref.WeakKeyDictionary()
 )
+_LINEAR_EXPLAINERS: weakref.WeakKeyDictionary[
+    Any, tuple[weakref.ref[pd.DataFrame], np.ndarray, shap.LinearExplainer]
+] = weakref.WeakKeyDictionary()
 _EPS = 1e-6
 _KERNEL_BACKGROUND = 30
 
@@ -325,6 +328,23 @@ def _tree_explainer(model: Any) -> shap.TreeExplainer | None:
     return explainer
 
 
+def _linear_explainer(
+    preprocessor: ColumnTransformer, model: Any, background: pd.DataFrame | None
+) -> shap.LinearExplainer:
+    """A LinearExplainer for ``model`` on ``background``, cached while both are alive
+    and the model's coefficients are unchanged."""
+    background = _require_background(background, "linear")
+    cached = _LINEAR_EXPLAINERS.get(model)
+    if cached is not None:
+        reference, coef, explainer = cached
+        if reference() is background and np.array_equal(coef, model.coef_):
+            return explainer
+    rows = np.asarray(preprocessor.transform(background), dtype=float)
+    explainer = shap.LinearExplainer(model, rows)
+    _LINEAR_EXPLAINERS[model] = (weakref.ref(background), model.coef_.copy(), explainer)
+    return explainer
+
+
 def explanation_method(estimator: Any) -> str:
     """Which explainer :func:`explain` uses for ``estimator``: tree, linear or kernel.
 
@@ -363,8 +383,7 @@ def _raw_attributions(
         origins = column_origins(preprocessor, [str(c) for c in fitted_columns])
         transformed = np.asarray(preprocessor.transform(frame), dtype=float)
         if method == "linear":
-            reference = preprocessor.transform(_require_background(background, "linear"))
-            explainer = shap.LinearExplainer(model, np.asarray(reference, dtype=float))
+            explainer = _linear_explainer(preprocessor, model, background)
         else:
             explainer = _tree_explainer(model)
         explanation = explainer(transformed)
