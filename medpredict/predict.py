@@ -17,6 +17,8 @@ Examples
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -61,11 +63,19 @@ def predict_frame(
     out = frame[keep or []].reset_index(drop=True).copy()
     if metadata["task"] == "binary":
         out["risk"] = proba[:, 1]
-        out["predicted_class"] = np.where(proba[:, 1] >= 0.5, classes[1], classes[0])
+        out["predicted_class"] = predicted_classes(proba, classes)
         for label, threshold in metadata.get("thresholds", {}).items():
             out[f"above_{label}"] = proba[:, 1] >= threshold
     else:
         for k, name in enumerate(classes):
             out[f"proba_{name}"] = proba[:, k]
-        out["predicted_class"] = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+        out["predicted_class"] = predicted_classes(proba, classes)
     return out
+
+
+def predicted_classes(proba: np.ndarray, classes: list[Any]) -> np.ndarray:
+    """The class each row is assigned: binary, the event from risk 0.5; else the likeliest."""
+    labels = np.asarray(classes, dtype=object)
+    if proba.shape[1] == 2:
+        return labels[(proba[:, 1] >= 0.5).astype(int)]
+    return labels[proba.argmax(axis=1)]

@@ -424,6 +424,7 @@ def explain(
     *,
     class_index: int | None = None,
     n_samples: int | str = "auto",
+    proba: np.ndarray | None = None,
 ) -> Attribution:
     """SHAP attributions of ``frame``'s rows, per original column.
 
@@ -438,6 +439,7 @@ def explain(
         row's predicted class (multiclass).
     n_samples : coalitions per row for the kernel explainer; shap's ``"auto"``
         enumerates every coalition (exact Shapley values) up to 11 columns.
+    proba : ``estimator.predict_proba(frame)`` when the caller already has it.
 
     Returns
     -------
@@ -452,7 +454,8 @@ def explain(
         if missing:
             raise ValueError(f"background lacks the feature columns {missing}")
     values, base, method = _raw_attributions(estimator, frame, background, n_samples)
-    proba = estimator.predict_proba(frame)
+    if proba is None:
+        proba = estimator.predict_proba(frame)
     n_classes = proba.shape[1]
     if values.shape[2] == 1:
         pick = np.zeros(len(frame), dtype=int)

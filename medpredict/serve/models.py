@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,10 +27,11 @@ import pandas as pd
 from medpredict.data.schema import Schema
 from medpredict.evaluation.conformal import ATYPICAL, CONFIDENT, UNCERTAIN, ConformalSets
 from medpredict.explain import explain
-from medpredict.predict import predict_frame
+from medpredict.predict import predicted_classes
 from medpredict.registry import LoadedModel, load_model
 from medpredict.serve.bands import Band, band_for, risk_bands
 from medpredict.serve.config import ServeSettings
+from medpredict.serve.fastpath import fast_pipeline
 from medpredict.serve.package import listed_files
 from medpredict.serve.rows import RowValidator, ValidatedRows
 from medpredict.trust import BACKGROUND_FILE, CONFORMAL_FILE, load_trust
@@ -77,7 +78,7 @@ class ServedModel:
         missing = [k for k in ("name", "version", "task", "classes", "schema") if k not in meta]
         if missing:
             raise ValueError(f"{loaded.path}/metadata.json lacks {', '.join(missing)}")
-        self.loaded = loaded
+        self.loaded = replace(loaded, estimator=fast_pipeline(loaded.estimator))
         self.metadata = meta
         self.name: str = str(meta["name"])
         self.version: str = str(meta["version"])
@@ -88,6 +89,7 @@ class ServedModel:
             None if meta.get("positive_class") is None else str(meta["positive_class"])
         )
         self.validator = RowValidator(meta["schema"])
+        self.schema = Schema.from_dict(meta["schema"])
         self.bands = risk_bands(meta.get("thresholds")) if self.task == "binary" else []
         self.top_k = top_k
         self.loaded_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -111,7 +113,7 @@ class ServedModel:
         if CONFORMAL_FILE not in files or BACKGROUND_FILE not in files:
             return None, None
         conformal, background = load_trust(self.loaded.path)
-        return conformal, Schema.from_dict(self.metadata["schema"]).validate(background)
+        return conformal, self.schema.validate(background)
 
     def _conformal_group(self) -> str | None:
         """The feature whose groups the conformal sets were calibrated in, if any."""
@@ -176,12 +178,10 @@ class ServedModel:
 
     def predict_checked(self, checked: ValidatedRows) -> list[RowPrediction]:
         """Predict rows already validated by ``self.validator``."""
-        scored = predict_frame(self.loaded, checked.frame)
-        if self.task == "binary":
-            proba = np.column_stack([1 - scored["risk"], scored["risk"]])
-        else:
-            proba = scored[[f"proba_{c}" for c in self.metadata["classes"]]].to_numpy()
-        factors = self._factors(checked.frame)
+        frame = self.schema.validate(checked.frame)
+        proba = self.loaded.estimator.predict_proba(frame)
+        predicted = predicted_classes(proba, self.metadata["classes"])
+        factors = self._factors(frame, proba)
         sets = self._sets(proba, checked.frame)
         out = []
         for i, warnings in enumerate(checked.warnings):
@@ -192,7 +192,7 @@ class ServedModel:
                     risk=risk,
                     band=band_for(risk, self.bands) if risk is not None else None,
                     probabilities=probabilities,
-                    prediction=str(scored["predicted_class"].iloc[i]),
+                    prediction=str(predicted[i]),
                     conformal_set=sets[i],
                     conformal_status=_status(sets[i]),
                     factors=factors[i] if factors else None,
@@ -201,10 +201,12 @@ class ServedModel:
             )
         return out
 
-    def _factors(self, frame: pd.DataFrame) -> list[list[dict[str, Any]]] | None:
+    def _factors(
+        self, frame: pd.DataFrame, proba: np.ndarray
+    ) -> list[list[dict[str, Any]]] | None:
         if not self.explanations:
             return None
-        attribution = explain(self.loaded.estimator, frame, self.background)
+        attribution = explain(self.loaded.estimator, frame, self.background, proba=proba)
         return [
             [{**f, "space": attribution.space} for f in row]
             for row in attribution.top_factors(self.top_k)
