@@ -12,6 +12,7 @@ from medpredict.data.schema import Schema
 from medpredict.encoders import build_preprocessor
 from medpredict.models import make_model
 from medpredict.serve.fastpath import FastColumnTransformer, fast_pipeline
+from medpredict.serve.rows import RowValidator
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +67,13 @@ def test_other_pipelines_are_served_unchanged(pbc):
     np.testing.assert_array_equal(  # columns in another order: scikit-learn's own path
         fast_pipeline(fitted)[0].transform(misordered), fitted[0].transform(misordered)
     )
+
+
+def test_validated_rows_are_already_coerced_as_the_schema_does(pbc):
+    X, _, schema = pbc
+    validator = RowValidator(schema.to_dict())
+    rows = pd.concat([X[X["stage"].isna()], X.iloc[300:330]])
+    raw = rows.astype(object).where(rows.notna(), None)  # JSON-style: null for missing
+    checked = validator.validate(raw.to_dict(orient="records"))
+    assert checked.frame.isna().any().sum() >= 5
+    pd.testing.assert_frame_equal(checked.frame, schema.validate(checked.frame))

@@ -236,14 +236,17 @@ def create_app(models: list[str | PathLike[str]], settings: ServeSettings | None
             422: {"description": "A field is missing, unknown or has a bad value"},
         },
     )
-    def predict(
+    async def predict(
         name: ModelName,
         body: Annotated[request_model, Body()],  # type: ignore[valid-type]
         principal: Clinician,
     ) -> JSONResponse:
         model = store.get(name)
         action = "predict" if body.purpose == "care" else f"predict:{body.purpose}"
-        predictions, seq = audited(principal, action, model, body.rows)
+        predictions, seq = await app.state.predictions.answer(
+            model, model.validator.validate(body.rows), principal.id, action,
+            input_hash(body.rows, hmac_key),
+        )
         # built from typed objects already; skipping response re-validation saves time
         return JSONResponse({
             "model": model.identity,

@@ -16,6 +16,7 @@ Examples
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 from concurrent.futures import Future
@@ -72,6 +73,24 @@ class PredictionQueue:
         self._worker: threading.Thread | None = None
         self._lock = threading.Lock()
 
+    def submit(
+        self,
+        model: ServedModel,
+        checked: ValidatedRows,
+        principal: str,
+        action: str,
+        input_sha256: str,
+    ) -> Future:
+        """Queue one request; the future gives its predictions and audit row number."""
+        job = _Job(model, checked, principal, action, input_sha256)
+        with self._lock:
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._work, name="medpredict-predict",
+                                                 daemon=True)
+                self._worker.start()
+            self._queue.put(job)
+        return job.future
+
     def run(
         self,
         model: ServedModel,
@@ -81,14 +100,19 @@ class PredictionQueue:
         input_sha256: str,
     ) -> tuple[list[RowPrediction], int]:
         """Predict and audit one request; return its predictions and audit row number."""
-        job = _Job(model, checked, principal, action, input_sha256)
-        with self._lock:
-            if self._worker is None or not self._worker.is_alive():
-                self._worker = threading.Thread(target=self._work, name="medpredict-predict",
-                                                 daemon=True)
-                self._worker.start()
-            self._queue.put(job)
-        return job.future.result(self.timeout)
+        return self.submit(model, checked, principal, action, input_sha256).result(self.timeout)
+
+    async def answer(
+        self,
+        model: ServedModel,
+        checked: ValidatedRows,
+        principal: str,
+        action: str,
+        input_sha256: str,
+    ) -> tuple[list[RowPrediction], int]:
+        """:meth:`run` for the event loop: waits without holding a thread."""
+        future = self.submit(model, checked, principal, action, input_sha256)
+        return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout)
 
     def close(self) -> None:
         """Stop the worker after the jobs already queued (a later request restarts it)."""

@@ -178,7 +178,7 @@ class ServedModel:
 
     def predict_checked(self, checked: ValidatedRows) -> list[RowPrediction]:
         """Predict rows already validated by ``self.validator``."""
-        frame = self.schema.validate(checked.frame)
+        frame = checked.frame
         proba = self.loaded.estimator.predict_proba(frame)
         predicted = predicted_classes(proba, self.metadata["classes"])
         factors = self._factors(frame, proba)

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, create_model
 from pydantic import ValidationError as PydanticValidationError
@@ -55,7 +56,8 @@ class RowValidationError(ValueError):
 
 @dataclass
 class ValidatedRows:
-    """A frame of schema columns (in schema order) and per-row warnings."""
+    """A frame of schema columns (in schema order, coerced as the model's schema does:
+    :meth:`medpredict.data.schema.Schema.coerce`) and per-row warnings."""
 
     frame: pd.DataFrame
     warnings: list[list[str]]
@@ -95,7 +97,9 @@ class RowValidator:
                 ]
             ) from None
         records = [row.model_dump(by_alias=True) for row in parsed]
-        frame = pd.DataFrame.from_records(records, columns=self.names)
+        frame = pd.DataFrame(
+            {f["name"]: _column(f["kind"], [r[f["name"]] for r in records]) for f in self.features}
+        )
         return ValidatedRows(frame, [self._warnings(r) for r in records])
 
     def _warnings(self, record: dict[str, Any]) -> list[str]:
@@ -118,6 +122,15 @@ class RowValidator:
                     f"{f['name']} = {value!r} was not seen in training; the model ignores it"
                 )
         return out
+
+
+def _column(kind: str, values: list[Any]) -> Any:
+    """One column as the model's schema coerces it: numbers as floats, missing as NaN."""
+    if kind in ("numeric", "boolean"):
+        return np.array([np.nan if v is None else float(v) for v in values])
+    if kind == "categorical":
+        return pd.Series([np.nan if v is None else v for v in values], dtype=object)
+    return pd.Series(values, dtype=object)
 
 
 def _outside(value: float, low: float | None, high: float | None) -> bool:
