@@ -314,8 +314,10 @@ def main() -> None:
         ),
         f"- Machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
         f"Python {platform.python_version()}; load average {load_before[0]:.1f} before and "
-        f"{load_after[0]:.1f} after the run: other work was sharing the CPU, so these "
-        "numbers are pessimistic.",
+        f"{load_after[0]:.1f} after the run (the service and the load generator share the "
+        "two cores)"
+        + (": other work was sharing the CPU too, so these numbers are pessimistic."
+           if load_before[0] > 1.0 else "; no other work was running."),
         f"- Training and packaging the model took {train_seconds:.0f} s (not part of the "
         "measurements).",
         "",
