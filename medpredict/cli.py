@@ -17,9 +17,8 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
-from medpredict.data.errors import DataError
+from medpredict.data.errors import DataError, SpecError
 from medpredict.registry import ArtifactError
-from medpredict.spec import SpecError
 
 # Commands of capabilities with heavy dependencies (FastAPI, DuckDB, torch), imported
 # only when that command runs or the full command list is shown.

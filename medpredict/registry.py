@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,25 +113,24 @@ def save_model(
 
 
 def _skops_io() -> Any:
-    """``skops.io``, imported without importing torch.
+    """``skops.io``, imported without its import-time walk of scikit-learn.
 
-    On import skops lists scikit-learn's estimators by walking its packages, and the walk
-    imports scikit-learn's array-API adapter for torch, and so torch itself (about two
-    seconds), although no estimator lives there. A stand-in for that one adapter during
-    the import keeps ``medpredict predict`` fast; it is removed afterwards, so a model
-    that does use torch imports the real one.
+    On import, skops builds its default list of trusted types by importing every
+    scikit-learn module (and through them torch): a second or more, on every
+    ``medpredict predict``. medpredict never uses that default list: :func:`load_model`
+    checks each type in a file against its own allow-list and passes exactly those as
+    trusted. So the walk is skipped while skops is imported.
     """
-    adapter = "sklearn.externals.array_api_compat.torch"
-    if "skops.io" in sys.modules or adapter in sys.modules:
-        import skops.io
+    if "skops.io" not in sys.modules:
+        import sklearn.utils
 
-        return skops.io
-    sys.modules[adapter] = types.ModuleType(adapter)
-    try:
-        import skops.io
-    finally:
-        del sys.modules[adapter]
-    return skops.io
+        walk = sklearn.utils.all_estimators
+        sklearn.utils.all_estimators = lambda type_filter=None: []
+        try:
+            import skops.io  # noqa: F401
+        finally:
+            sklearn.utils.all_estimators = walk
+    return sys.modules["skops.io"]
 
 
 def verify_model(directory: str | Path) -> dict[str, str]:

@@ -21,6 +21,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from medpredict.data.errors import SpecError
+
 FeatureKind = Literal["numeric", "categorical", "boolean", "text", "image", "signal", "genes"]
 
 
@@ -253,10 +255,6 @@ class StudySpec(_Strict):
     @property
     def run_dir(self) -> Path:
         return self.output_dir or Path("runs") / self.name
-
-
-class SpecError(ValueError):
-    """A study spec is invalid; the message names each offending field."""
 
 
 def load_spec(path: str | Path) -> StudySpec:

@@ -1,4 +1,4 @@
-"""Errors and warnings about a user's data, each naming the column or rows at fault."""
+"""Errors and warnings about a user's data and study spec, each naming what is at fault."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ from collections.abc import Sequence
 
 class DataError(ValueError):
     """The data cannot be used as given; the message says where and what was expected."""
+
+
+class SpecError(ValueError):
+    """A study spec is invalid; the message names each offending field."""
 
 
 class DataWarning(UserWarning):
