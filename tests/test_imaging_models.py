@@ -24,6 +24,7 @@ from medpredict.imaging.backbones import (
 )
 from medpredict.imaging.cohort import load_medmnist
 from medpredict.imaging.encoder import PretrainedImageEncoder
+from medpredict.imaging.ensemble import AveragedImageModels
 from medpredict.imaging.gradcam import grad_cam, gradcam_section
 from medpredict.imaging.models import image_cnn
 from medpredict.imaging.study import run_image_study
@@ -192,6 +193,29 @@ def test_hybrid_probe_pipeline_saves_and_explains(tmp_path, small):
     trees.fit(train.images, train.labels)
     section = gradcam_section(trees, val.images, val.labels)
     assert "not available" in section.body
+
+
+def test_averaged_probe_and_network_saves_and_explains(tmp_path, small):
+    train, val = small
+    probe = make_pipeline(
+        PretrainedImageEncoder(image_size=32, stages=(-2, -1)),
+        StandardScaler(),
+        LogisticRegression(C=0.01, max_iter=2000),
+    )
+    network = ImageTransferClassifier(
+        "small_cnn", max_epochs=2, batch_size=16, random_state=3
+    )
+    model = AveragedImageModels([("probe", probe), ("network", network)])
+    model.fit(train.images, train.labels, X_val=val.images, y_val=val.labels)
+    alone = clone(network).fit(train.images, train.labels, X_val=val.images, y_val=val.labels)
+    assert model.members_[1].fit_log_ == alone.fit_log_  # the network got the validation split
+    members = [m.predict_proba(val.images) for m in model.members_]
+    np.testing.assert_allclose(model.predict_proba(val.images), np.mean(members, axis=0))
+    loaded = load_model(save_model(tmp_path / "avg", model, {"name": "a"})).estimator
+    np.testing.assert_allclose(loaded.predict_proba(val.images), model.predict_proba(val.images),
+                               rtol=1e-6)
+    cams = grad_cam(model, val.images[:4])
+    assert cams.shape == (4, 28, 28) and cams.min() >= 0 and cams.max() <= 1
 
 
 def test_gradcam_section_shows_correct_and_wrong(small):

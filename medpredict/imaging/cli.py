@@ -40,7 +40,11 @@ def image_study(
         "image-study"
     ),
     model: Annotated[
-        list[str] | None, typer.Option(help=f"Candidate (repeatable): {', '.join(RECIPES)}.")
+        list[str] | None,
+        typer.Option(
+            help=f"Candidate (repeatable): {', '.join(RECIPES)}. Default: probe and "
+            "probe_finetune."
+        ),
     ] = None,
     train_csv: Annotated[
         Path | None, typer.Option(help="Labels CSV (path, label, patient_id) for training.")
@@ -60,7 +64,7 @@ def image_study(
 
     Writes report.html (with Grad-CAM overlays), metrics.json and model/ to OUT.
     """
-    names = model or ["probe", "finetune"]
+    names = model or ["probe", "probe_finetune"]
     try:
         candidates = make_candidates(names, seed)
         train, val, test = _cohorts(npz, train_csv, val_csv, test_csv, size)

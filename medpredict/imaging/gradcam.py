@@ -29,6 +29,7 @@ from sklearn.preprocessing import StandardScaler
 from torch.nn import functional
 
 from medpredict.imaging.encoder import PretrainedImageEncoder
+from medpredict.imaging.ensemble import AveragedImageModels
 from medpredict.imaging.network import torch_threads
 from medpredict.imaging.transfer import ImageTransferClassifier, image_array
 from medpredict.imaging.transforms import as_unit_tensor, match_channels, normalise, resize
@@ -108,8 +109,9 @@ def grad_cam(
 
     Parameters
     ----------
-    model : fitted ImageTransferClassifier, or a pipeline with a PretrainedImageEncoder
-        and a linear head.
+    model : fitted ImageTransferClassifier, a pipeline with a PretrainedImageEncoder
+        and a linear head, or an AveragedImageModels of those (its members' maps for
+        the averaged model's predicted class, averaged).
     X : images (or, for a pipeline starting with an ImageLoader, its input).
     target : class label to explain; default each image's predicted class.
     stage : backbone stage whose output map is weighted; default the last stage whose
@@ -117,6 +119,8 @@ def grad_cam(
         coarse at small inputs).
     n_threads : torch CPU threads.
     """
+    if isinstance(model, AveragedImageModels):
+        return _averaged_cam(model, X, target, stage, n_threads)
     before: list[Any] = []
     if isinstance(model, ImageTransferClassifier):
         backbone, score = _transfer_scorer(model)
@@ -151,6 +155,20 @@ def grad_cam(
             peak = cam.amax(dim=(1, 2), keepdim=True)
             maps.append(torch.where(peak > 0, cam / peak.clamp_min(1e-12), cam))
     return torch.cat(maps).numpy()
+
+
+def _averaged_cam(
+    model: AveragedImageModels, X: Any, target: Any, stage: int | None, n_threads: int | None
+) -> np.ndarray:
+    images = image_array(X)
+    targets = model.predict(images) if target is None else np.full(len(images), target)
+    maps = np.zeros((len(images), *images.shape[-2:]))
+    for label in np.unique(targets):
+        rows = np.flatnonzero(targets == label)
+        maps[rows] = np.mean(
+            [grad_cam(m, images[rows], label, stage, n_threads) for m in model.members_], axis=0
+        )
+    return maps
 
 
 def overlay_figure(

@@ -9,6 +9,8 @@
 ``finetune``
     EfficientNet-Lite0 (ImageNet) at 96 px: head trained alone first, then every stage
     fine-tuned with layer-wise learning rates, augmentation, early stopping.
+``probe_finetune``
+    the mean of ``probe``'s and ``finetune``'s probabilities (the default).
 ``last_blocks`` / ``linear_probe``
     EfficientNet-Lite0 with only the last 3 stages (or only the head) trained.
 ``cnn``
@@ -33,6 +35,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from medpredict.imaging.encoder import PretrainedImageEncoder
+from medpredict.imaging.ensemble import AveragedImageModels
 from medpredict.imaging.transfer import ImageTransferClassifier
 from medpredict.models.classical import lightgbm, svm
 
@@ -81,6 +84,11 @@ def finetune(seed: int) -> ImageTransferClassifier:
     )
 
 
+def probe_finetune(seed: int) -> AveragedImageModels:
+    """The probe and the fine-tuned network, their probabilities averaged."""
+    return AveragedImageModels([("probe", probe(seed)), ("finetune", finetune(seed))])
+
+
 def last_blocks(seed: int) -> ImageTransferClassifier:
     """EfficientNet-Lite0 with the last 3 stages and the head fine-tuned."""
     return ImageTransferClassifier(
@@ -117,6 +125,7 @@ RECIPES: dict[str, Callable[[int], Any]] = {
     "probe_svm": probe_svm,
     "probe_lightgbm": probe_lightgbm,
     "finetune": finetune,
+    "probe_finetune": probe_finetune,
     "last_blocks": last_blocks,
     "linear_probe": linear_probe,
     "cnn": cnn,

@@ -54,8 +54,8 @@ from medpredict.evaluation.metrics import (
     threshold_for_sensitivity,
 )
 from medpredict.imaging.cohort import ImageCohort
+from medpredict.imaging.ensemble import accepts_validation
 from medpredict.imaging.gradcam import gradcam_section
-from medpredict.imaging.transfer import ImageTransferClassifier
 from medpredict.models.deep.training import inner_split
 from medpredict.registry import save_model
 from medpredict.report.html import Section, callout, escape, figure, render, table
@@ -115,7 +115,7 @@ def _risk(proba: np.ndarray, classes: np.ndarray, positive: Any) -> np.ndarray:
 
 def _fit(estimator: Any, train: ImageCohort, val: ImageCohort) -> tuple[Any, float]:
     start = time.perf_counter()
-    if isinstance(estimator, ImageTransferClassifier):
+    if accepts_validation(estimator):
         estimator.fit(train.images, train.labels, X_val=val.images, y_val=val.labels)
     else:
         estimator.fit(train.images, train.labels)
