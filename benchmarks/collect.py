@@ -13,9 +13,9 @@ HEADER = """# Benchmark results
 
 Each section is written by `benchmarks/<area>.py` (see the command in it) into
 `benchmarks/results/<area>.md` and collected here by `benchmarks/collect.py`.
-Machine: the project's standard 2-core, 24 GiB CPU machine, no GPU. Unless a section
-says otherwise, the measurements were taken while other jobs shared the two cores
-(load average 5-13), so wall times are pessimistic; CPU times and ratios against a
+Machine: the project's standard 2-core, 24 GiB CPU machine, no GPU. Each section
+records the load average of its run: where other jobs shared the two cores (load
+average well above 2), wall times are pessimistic, and CPU times and ratios against a
 baseline measured in the same run are the steadier comparison.
 """
 

@@ -175,13 +175,18 @@ def test_saved_transfer_model_round_trip(tmp_path, small):
     np.testing.assert_allclose(features, reference.numpy(), rtol=1e-4, atol=1e-5)
 
 
-def test_hybrid_probe_pipeline_saves_and_explains(tmp_path, small):
-    train, val = small
-    probe = make_pipeline(
+def _probe():
+    """A small hybrid probe: EfficientNet-Lite0 features of the last two stages + LR."""
+    return make_pipeline(
         PretrainedImageEncoder(image_size=32, stages=(-2, -1)),
         StandardScaler(),
         LogisticRegression(C=0.01, max_iter=2000),
-    ).fit(train.images, train.labels)
+    )
+
+
+def test_hybrid_probe_pipeline_saves_and_explains(tmp_path, small):
+    train, val = small
+    probe = _probe().fit(train.images, train.labels)
     assert probe[0].n_features_out_ == 320 + 1280
     expected = probe.predict_proba(val.images)
     loaded = load_model(save_model(tmp_path / "probe", probe, {"name": "p"})).estimator
@@ -197,11 +202,7 @@ def test_hybrid_probe_pipeline_saves_and_explains(tmp_path, small):
 
 def test_averaged_probe_and_network_saves_and_explains(tmp_path, small):
     train, val = small
-    probe = make_pipeline(
-        PretrainedImageEncoder(image_size=32, stages=(-2, -1)),
-        StandardScaler(),
-        LogisticRegression(C=0.01, max_iter=2000),
-    )
+    probe = _probe()
     network = ImageTransferClassifier(
         "small_cnn", max_epochs=2, batch_size=16, random_state=3
     )

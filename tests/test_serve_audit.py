@@ -254,8 +254,8 @@ def test_concurrent_requests_are_batched_and_each_audited(tmp_path):
 
     def ask(i: int):
         rows = [patients[i]]
-        return queue.run(model, model.validator.validate(rows), f"caller-{i}", "predict",
-                         f"hash-{i}")
+        return queue.run(queue.submit(model, model.validator.validate(rows), f"caller-{i}",
+                                      "predict", f"hash-{i}"))
 
     with ThreadPoolExecutor(17) as pool:
         first = pool.submit(ask, 0)

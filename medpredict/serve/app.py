@@ -184,9 +184,10 @@ def create_app(models: list[str | PathLike[str]], settings: ServeSettings | None
     def audited(
         principal: Principal, action: str, model: ServedModel, rows: list[dict[str, Any]]
     ) -> tuple[list[RowPrediction], int]:
+        queue = app.state.predictions
         checked = model.validator.validate(rows)
-        return app.state.predictions.run(
-            model, checked, principal.id, action, input_hash(rows, hmac_key)
+        return queue.run(
+            queue.submit(model, checked, principal.id, action, input_hash(rows, hmac_key))
         )
 
     @app.get("/health", tags=["service"], summary="Liveness: the service and its models")
@@ -243,10 +244,11 @@ def create_app(models: list[str | PathLike[str]], settings: ServeSettings | None
     ) -> JSONResponse:
         model = store.get(name)
         action = "predict" if body.purpose == "care" else f"predict:{body.purpose}"
-        predictions, seq = await app.state.predictions.answer(
+        queue = app.state.predictions
+        predictions, seq = await queue.answer(queue.submit(
             model, model.validator.validate(body.rows), principal.id, action,
             input_hash(body.rows, hmac_key),
-        )
+        ))
         # built from typed objects already; skipping response re-validation saves time
         return JSONResponse({
             "model": model.identity,

@@ -10,8 +10,9 @@ transaction, before any of its answers is released.
 Examples
 --------
 >>> queue = PredictionQueue(AuditLog("sqlite://"))  # doctest: +SKIP
->>> predictions, seq = queue.run(model, model.validator.validate(rows),
-...                              "dr-smith", "predict", digest)  # doctest: +SKIP
+>>> future = queue.submit(model, model.validator.validate(rows),
+...                       "dr-smith", "predict", digest)  # doctest: +SKIP
+>>> predictions, seq = queue.run(future)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -91,27 +92,12 @@ class PredictionQueue:
             self._queue.put(job)
         return job.future
 
-    def run(
-        self,
-        model: ServedModel,
-        checked: ValidatedRows,
-        principal: str,
-        action: str,
-        input_sha256: str,
-    ) -> tuple[list[RowPrediction], int]:
-        """Predict and audit one request; return its predictions and audit row number."""
-        return self.submit(model, checked, principal, action, input_sha256).result(self.timeout)
+    def run(self, future: Future) -> tuple[list[RowPrediction], int]:
+        """Wait for a submitted request: its predictions and audit row number."""
+        return future.result(self.timeout)
 
-    async def answer(
-        self,
-        model: ServedModel,
-        checked: ValidatedRows,
-        principal: str,
-        action: str,
-        input_sha256: str,
-    ) -> tuple[list[RowPrediction], int]:
+    async def answer(self, future: Future) -> tuple[list[RowPrediction], int]:
         """:meth:`run` for the event loop: waits without holding a thread."""
-        future = self.submit(model, checked, principal, action, input_sha256)
         return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout)
 
     def close(self) -> None:
