@@ -96,7 +96,7 @@ def save_model(
     -------
     Path of the model directory.
     """
-    sio = _skops_io()
+    sio = skops_io()
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / MODEL_FILE).write_bytes(sio.dumps(estimator))
@@ -112,7 +112,7 @@ def save_model(
     return directory
 
 
-def _skops_io() -> Any:
+def skops_io() -> Any:
     """``skops.io``, imported without its import-time walk of scikit-learn.
 
     On import, skops builds its default list of trusted types by importing every
@@ -163,7 +163,7 @@ def verify_model(directory: str | Path) -> dict[str, str]:
 
 def load_model(directory: str | Path) -> LoadedModel:
     """Verify and load a model directory written by :func:`save_model`."""
-    sio = _skops_io()
+    sio = skops_io()
     directory = Path(directory)
     verify_model(directory)
     payload = (directory / MODEL_FILE).read_bytes()

@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import skops.io as sio
 from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
@@ -70,7 +69,7 @@ from medpredict.explain.attributions import (
     make_background,
 )
 from medpredict.explain.report import explanation_sections
-from medpredict.registry import LoadedModel, verify_model
+from medpredict.registry import LoadedModel, skops_io, verify_model
 from medpredict.report.html import Section
 from medpredict.report.model_card import ModelCard
 from medpredict.spec import TrustSpec
@@ -100,7 +99,7 @@ class TrustResult:
         """Files for the model directory: model card, conformal predictor, background."""
         return {
             **self.model_card.extra_files(),
-            CONFORMAL_FILE: sio.dumps(self.conformal),
+            CONFORMAL_FILE: skops_io().dumps(self.conformal),
             BACKGROUND_FILE: background_to_json(self.background),
         }
 
@@ -118,6 +117,7 @@ def load_trust(model_dir: str | Path) -> tuple[ConformalSets, pd.DataFrame]:
         raise FileNotFoundError(f"{model_dir} has no trust files {absent}; rerun the study")
     payload = (model_dir / CONFORMAL_FILE).read_bytes()
     allowed = ["medpredict.evaluation.conformal.ConformalSets"]
+    sio = skops_io()
     refused = [t for t in sio.get_untrusted_types(data=payload) if t not in allowed]
     if refused:
         raise ValueError(f"{model_dir / CONFORMAL_FILE} names unexpected types {refused}")
