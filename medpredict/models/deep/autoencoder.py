@@ -26,10 +26,9 @@ from medpredict.models.deep.encoding import TabularEncoder
 from medpredict.models.deep.networks import AutoencoderNet
 from medpredict.models.deep.training import (
     NumpyWeightsMixin,
+    fit_network,
     inner_split,
-    seeded,
     torch_threads,
-    train_module,
 )
 
 
@@ -124,22 +123,7 @@ class TabularAutoencoder(NumpyWeightsMixin, TransformerMixin, BaseEstimator):
             clean = num_t[val_rows]
             return float(self.module_.reconstruction_loss(clean, cat_t[val_rows], clean))
 
-        with seeded(self.random_state), torch_threads(self.n_threads):
-            self.module_ = self._network(**self.network_config_)
-            log = train_module(
-                self.module_,
-                train_loss,
-                val_loss if val.size else None,
-                int(train.size),
-                learning_rate=self.learning_rate,
-                weight_decay=self.weight_decay,
-                max_epochs=self.max_epochs,
-                batch_size=self.batch_size,
-                patience=self.patience,
-                seed=self.random_state,
-            )
-        self.n_epochs_ = log.epochs_run
-        self.best_epoch_ = log.best_epoch
+        fit_network(self, train_loss, val_loss if val.size else None, int(train.size))
         return self
 
     def transform(self, X: Any) -> np.ndarray:

@@ -42,10 +42,9 @@ from medpredict.models.deep.encoding import TabularEncoder
 from medpredict.models.deep.networks import MLPNet, ResNet
 from medpredict.models.deep.training import (
     NumpyWeightsMixin,
+    fit_network,
     inner_split,
-    seeded,
     torch_threads,
-    train_module,
 )
 
 
@@ -130,22 +129,12 @@ class _TabularNetClassifier(NumpyWeightsMixin, ClassifierMixin, BaseEstimator):
 
         train_rows = torch.from_numpy(train)
         val_rows = torch.from_numpy(val)
-        with seeded(self.random_state), torch_threads(self.n_threads):
-            self.module_ = self._network(**self.network_config_)
-            log = train_module(
-                self.module_,
-                lambda rows: loss_on(train_rows[rows]),
-                (lambda: float(loss_on(val_rows))) if val.size else None,
-                int(train.size),
-                learning_rate=self.learning_rate,
-                weight_decay=self.weight_decay,
-                max_epochs=self.max_epochs,
-                batch_size=self.batch_size,
-                patience=self.patience,
-                seed=self.random_state,
-            )
-        self.n_epochs_ = log.epochs_run
-        self.best_epoch_ = log.best_epoch
+        log = fit_network(
+            self,
+            lambda rows: loss_on(train_rows[rows]),
+            (lambda: float(loss_on(val_rows))) if val.size else None,
+            int(train.size),
+        )
         self.loss_curve_ = log.train_loss
         self.validation_loss_curve_ = log.validation_loss
         return self

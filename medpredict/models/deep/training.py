@@ -146,6 +146,38 @@ def train_module(
     return TrainingLog(best_epoch, len(train_losses), train_losses, val_losses)
 
 
+def fit_network(
+    estimator: Any,
+    batch_loss: Callable[[torch.Tensor], torch.Tensor],
+    validation_loss: Callable[[], float] | None,
+    n_rows: int,
+) -> TrainingLog:
+    """Build ``estimator.module_`` and train it with the estimator's own settings.
+
+    The estimator provides ``_network(**network_config_)`` and the parameters
+    ``learning_rate``, ``weight_decay``, ``max_epochs``, ``batch_size``, ``patience``,
+    ``random_state`` and ``n_threads``; the losses may refer to ``estimator.module_``.
+    Sets ``n_epochs_`` and ``best_epoch_``; see :func:`train_module` for the rest.
+    """
+    with seeded(estimator.random_state), torch_threads(estimator.n_threads):
+        estimator.module_ = estimator._network(**estimator.network_config_)
+        log = train_module(
+            estimator.module_,
+            batch_loss,
+            validation_loss,
+            n_rows,
+            learning_rate=estimator.learning_rate,
+            weight_decay=estimator.weight_decay,
+            max_epochs=estimator.max_epochs,
+            batch_size=estimator.batch_size,
+            patience=estimator.patience,
+            seed=estimator.random_state,
+        )
+    estimator.n_epochs_ = log.epochs_run
+    estimator.best_epoch_ = log.best_epoch
+    return log
+
+
 def state_to_numpy(module: nn.Module) -> dict[str, np.ndarray]:
     """The module's parameters and buffers as NumPy arrays (copies)."""
     return {k: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()}
