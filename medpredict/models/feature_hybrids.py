@@ -116,6 +116,21 @@ class DeepFeatureClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[np.argmax(proba, axis=1)]
 
 
+def leaf_booster(seed: int | None = None, class_weight: str | None = None) -> LGBMClassifier:
+    """30 shallow LightGBM trees whose leaves :class:`LeafEmbeddingClassifier` embeds."""
+    return LGBMClassifier(
+        n_estimators=30,
+        num_leaves=8,
+        learning_rate=0.1,
+        min_child_samples=10,
+        n_jobs=1,
+        deterministic=True,
+        verbose=-1,
+        random_state=seed,
+        class_weight=class_weight,
+    )
+
+
 class LeafEmbeddingClassifier(ClassifierMixin, BaseEstimator):
     """LightGBM leaf assignments (one categorical column per tree) -> embedding network.
 
@@ -149,19 +164,7 @@ class LeafEmbeddingClassifier(ClassifierMixin, BaseEstimator):
         """Fit the trees on these rows, then the network on their leaf assignments."""
         y, self.classes_ = _labels(y)
         self.encoder_ = TabularEncoder(numeric="standard", categorical="onehot").fit(X)
-        booster = (
-            self.booster
-            if self.booster is not None
-            else LGBMClassifier(
-                n_estimators=30,
-                num_leaves=8,
-                learning_rate=0.1,
-                min_child_samples=10,
-                n_jobs=1,
-                deterministic=True,
-                verbose=-1,
-            )
-        )
+        booster = self.booster if self.booster is not None else leaf_booster()
         self.booster_ = clone(booster).fit(self.encoder_.transform(X), y)
         head = self.head if self.head is not None else TabularMLPClassifier(embedding_dim=4)
         table = self._leaf_table(X)

@@ -57,6 +57,7 @@ from medpredict.models.feature_hybrids import (
     DeepFeatureClassifier,
     LeafEmbeddingClassifier,
     ResidualBoostingClassifier,
+    leaf_booster,
 )
 from medpredict.models.registry import make_model, register_model, takes_raw_input
 
@@ -268,18 +269,9 @@ def autoencoder_lightgbm(seed: int, class_weight: str | None) -> DeepFeatureClas
 )
 def leaf_embedding_mlp(seed: int, class_weight: str | None) -> LeafEmbeddingClassifier:
     """LightGBM leaves (one categorical per tree) -> MLP with 4-d leaf embeddings."""
-    booster = LGBMClassifier(
-        n_estimators=30,
-        num_leaves=8,
-        learning_rate=0.1,
-        min_child_samples=10,
-        n_jobs=1,
-        deterministic=True,
-        verbose=-1,
-        random_state=seed,
-        class_weight=class_weight,
+    return LeafEmbeddingClassifier(
+        booster=leaf_booster(seed, class_weight), head=_mlp(seed, class_weight, embedding_dim=4)
     )
-    return LeafEmbeddingClassifier(booster=booster, head=_mlp(seed, class_weight, embedding_dim=4))
 
 
 @register_model(
