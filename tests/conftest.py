@@ -24,3 +24,14 @@ def pima_spec(tmp_path: Path) -> dict:
         "bootstrap": 100,
         "output_dir": str(tmp_path / "run"),
     }
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny networks run fastest on one thread (and do not spin on a shared CPU)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 import typer
 from PIL import Image
 from typer.testing import CliRunner
@@ -22,12 +21,7 @@ app.command("image-study")(image_study)
 app.command("unused")(lambda: None)  # two commands keep "image-study" as a subcommand
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _write_split(folder, cohort, name):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 import medpredict.imaging.models  # noqa: F401  (registers the image models and encoder)
 from medpredict.registry import load_model
@@ -13,13 +12,7 @@ from medpredict.settings import require_data
 from medpredict.spec import parse_spec
 from medpredict.study import run_study
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_study_spec_with_image_column(tmp_path):
