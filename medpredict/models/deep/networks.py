@@ -39,7 +39,21 @@ class CategoricalInput(nn.Module):
         return torch.cat(parts, dim=1)
 
 
-class MLPNet(nn.Module):
+class _TabularNet(nn.Module):
+    """Inputs (numbers and embedded categories) -> ``body`` -> ``head``."""
+
+    inputs: CategoricalInput
+    body: nn.Module
+    head: nn.Linear
+
+    def features(self, numeric: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        return self.body(self.inputs(numeric, codes))
+
+    def forward(self, numeric: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(numeric, codes))
+
+
+class MLPNet(_TabularNet):
     """Embeddings -> [Linear -> norm -> ReLU -> dropout] x len(hidden) -> Linear."""
 
     def __init__(
@@ -62,12 +76,6 @@ class MLPNet(nn.Module):
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(width, n_outputs)
 
-    def features(self, numeric: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-        return self.body(self.inputs(numeric, codes))
-
-    def forward(self, numeric: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(numeric, codes))
-
 
 class _ResidualBlock(nn.Module):
     def __init__(self, width: int, hidden: int, dropout: float, norm: str | None) -> None:
@@ -85,7 +93,7 @@ class _ResidualBlock(nn.Module):
         return x + self.block(x)
 
 
-class ResNet(nn.Module):
+class ResNet(_TabularNet):
     """Embeddings -> Linear -> residual blocks -> norm -> ReLU -> Linear."""
 
     def __init__(
@@ -110,12 +118,6 @@ class ResNet(nn.Module):
             nn.ReLU(),
         )
         self.head = nn.Linear(width, n_outputs)
-
-    def features(self, numeric: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-        return self.body(self.inputs(numeric, codes))
-
-    def forward(self, numeric: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(numeric, codes))
 
 
 class AutoencoderNet(nn.Module):
