@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import pandas as pd
 import typer
 from rich.console import Console
@@ -20,15 +21,53 @@ from typer.core import TyperGroup
 from medpredict.data.errors import DataError, SpecError
 from medpredict.registry import ArtifactError
 
-# Commands of capabilities with heavy dependencies (FastAPI, DuckDB, torch), imported
-# only when that command runs or the full command list is shown.
+# Commands of capabilities with heavy dependencies (FastAPI, DuckDB, torch): module,
+# attribute and the one-line help shown in ``medpredict --help``. Each is imported only
+# when that command (or its own ``--help``) runs.
 CAPABILITY_COMMANDS = {
-    "serve": ("medpredict.serve.cli", "serve_command"),
-    "keys": ("medpredict.serve.cli", "keys_app"),
-    "audit": ("medpredict.serve.cli", "audit_app"),
-    "monitor": ("medpredict.wearables.cli", "monitor"),
-    "image-study": ("medpredict.imaging.cli", "image_study"),
+    "serve": (
+        "medpredict.serve.cli",
+        "serve_command",
+        "Serve models over HTTP: JSON, FHIR R4, CDS Hooks and a clinician web page.",
+    ),
+    "keys": ("medpredict.serve.cli", "keys_app", "Manage API keys (stored hashed)."),
+    "audit": ("medpredict.serve.cli", "audit_app", "Check the prediction audit log."),
+    "monitor": (
+        "medpredict.wearables.cli",
+        "monitor",
+        "Ingest wearable data, run personal-baseline detectors, write alerts and timelines.",
+    ),
+    "image-study": (
+        "medpredict.imaging.cli",
+        "image_study",
+        "Fit image models, select on validation, score the test split, save the best.",
+    ),
 }
+
+
+def capability_command(name: str) -> click.Command:
+    """The click command behind capability ``name``, importing its module."""
+    module, attribute, _ = CAPABILITY_COMMANDS[name]
+    target = getattr(importlib.import_module(module), attribute)
+    if isinstance(target, typer.Typer):
+        command = typer.main.get_group(target)
+    else:
+        single = typer.Typer()
+        single.command(name)(target)
+        command = typer.main.get_command(single)
+    command.name = name
+    return command
+
+
+class _DeferredCommand(click.Command):
+    """Listed with its one-line help; the real command is built when it is invoked."""
+
+    def __init__(self, name: str) -> None:
+        summary = CAPABILITY_COMMANDS[name][2]
+        super().__init__(name, help=summary, short_help=summary)
+
+    def make_context(self, info_name: str | None, args: list[str], **extra: Any) -> Any:
+        return capability_command(self.name).make_context(info_name, args, **extra)
 
 
 class _CapabilityGroup(TyperGroup):
@@ -40,16 +79,7 @@ class _CapabilityGroup(TyperGroup):
     def get_command(self, ctx: Any, name: str) -> Any:
         if name not in CAPABILITY_COMMANDS:
             return super().get_command(ctx, name)
-        module, attribute = CAPABILITY_COMMANDS[name]
-        target = getattr(importlib.import_module(module), attribute)
-        if isinstance(target, typer.Typer):
-            command = typer.main.get_group(target)
-        else:
-            single = typer.Typer()
-            single.command(name)(target)
-            command = typer.main.get_command(single)
-        command.name = name
-        return command
+        return _DeferredCommand(name)
 
 
 app = typer.Typer(

