@@ -130,3 +130,14 @@ def _heavy_modules_imported_by(args: list[str]) -> list[str]:
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_installed_entry_point_keeps_the_exit_status(tmp_path):
+    missing = tmp_path / "absent.csv"
+    entry = [sys.executable, "-c", "from medpredict.cli import main; main()"]
+    command = [*entry, "predict", "--model", str(tmp_path), "--input", str(missing),
+               "--output", str(tmp_path / "o.csv")]
+    out = subprocess.run(command, capture_output=True, text=True)
+    assert out.returncode == 2 and "error:" in out.stderr
+    ok = subprocess.run([*entry, "models"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "logistic_regression" in ok.stdout
