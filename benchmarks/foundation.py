@@ -70,6 +70,7 @@ def peak_rss_gb() -> float:
 
 
 def main() -> None:
+    load_start = os.getloadavg()[0]
     lines = [
         "## Foundation (tabular study)",
         "",
@@ -150,6 +151,8 @@ def main() -> None:
             f"(AUROC {large.best.metrics['auroc']}; the large table repeats 569 real patients "
             "with noise, so near-copies fall in every fold and this AUROC says nothing about "
             "accuracy: the large run measures speed and memory).",
+            f"Load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
+            "(about 1 is this benchmark alone).",
             "",
         ]
     RESULTS.parent.mkdir(exist_ok=True)
