@@ -152,7 +152,7 @@ def main() -> None:
             "with noise, so near-copies fall in every fold and this AUROC says nothing about "
             "accuracy: the large run measures speed and memory).",
             f"Load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
-            "(about 1 is this benchmark alone).",
+            "(1-minute averages; the benchmark alone keeps one or two cores busy).",
             "",
         ]
     RESULTS.parent.mkdir(exist_ok=True)
