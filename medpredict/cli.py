@@ -274,10 +274,6 @@ def verify(
     console.print(f"{model}: {len(files)} file(s) match the manifest")
 
 
-if __name__ == "__main__":
-    app()
-
-
 def main() -> None:
     """Run the ``medpredict`` command line (the installed script's entry point)."""
     try:
@@ -286,3 +282,7 @@ def main() -> None:
         # The interpreter's collections at exit would walk every object of the ~1,800
         # imported modules (half a second after a prediction); the process is ending.
         gc.freeze()
+
+
+if __name__ == "__main__":
+    main()
