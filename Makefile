@@ -1,11 +1,11 @@
 # medpredict: `make demo` runs the bundled studies; `make test` runs the test suite.
 # Both create .venv and install the pinned dependencies first (torch 2.13.0, CPU build).
+# `make test` also fetches (checksummed) any reference data not found locally.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-export MEDPREDICT_DATA_DIR ?= $(abspath ../shared/data)
 export MEDPREDICT_CACHE_DIR ?= $(abspath .cache)
 export HF_HUB_OFFLINE := 1
 
@@ -25,6 +25,7 @@ demo: setup
 
 test: setup
 	bash .ci/install-browser.sh
+	$(BIN)/medpredict datasets fetch --all
 	$(BIN)/ruff check medpredict tests benchmarks
 	$(BIN)/pytest -n 2 --dist loadfile -q
 

@@ -1,4 +1,4 @@
-"""Shared test settings: real reference data from MEDPREDICT_DATA_DIR, quiet fast studies."""
+"""Shared test settings: real reference data (``../shared/data`` or fetched), quiet studies."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-os.environ.setdefault("MEDPREDICT_DATA_DIR", str((REPO.parent / "shared" / "data").resolve()))
+SHARED_DATA = REPO.parent / "shared" / "data"
+if SHARED_DATA.is_dir():
+    os.environ.setdefault("MEDPREDICT_DATA_DIR", str(SHARED_DATA.resolve()))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
