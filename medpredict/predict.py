@@ -1,5 +1,10 @@
 """Score new patients with a saved model: schema checks first, then risks.
 
+Every row must also stay finite through the model's preprocessing: an infinite
+value, or a finite one so extreme that scaling overflows (``1e308``), would give
+no meaningful risk, so :func:`predict_proba_checked` refuses it naming the column
+and the rows. The service uses the same function.
+
 Examples
 --------
 >>> from medpredict.spec import parse_spec
@@ -21,10 +26,106 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
+from sklearn.compose import ColumnTransformer
+from sklearn.pipeline import Pipeline
 
-from medpredict.data.errors import DataError
+from medpredict.data.errors import DataError, describe_rows
 from medpredict.data.schema import Schema
 from medpredict.registry import LoadedModel
+
+
+class NonFiniteError(DataError):
+    """Rows whose values are, or become in preprocessing, infinite or undefined.
+
+    ``problems`` maps each input column at fault to its 0-based row positions.
+    """
+
+    def __init__(self, problems: dict[str, list[int]]) -> None:
+        self.problems = problems
+        super().__init__(
+            "values must stay finite through the model's preprocessing: "
+            + "; ".join(
+                f"column {column!r} in {describe_rows([r + 1 for r in rows])} "
+                "(data row numbers, 1-based) is infinite or too extreme to scale"
+                for column, rows in problems.items()
+            )
+        )
+
+
+def _non_finite(values: Any) -> np.ndarray | None:
+    """Mask of a preprocessed matrix's non-finite cells; None if there are none."""
+    if sparse.issparse(values):
+        if np.isfinite(values.data).all():
+            return None
+        values = values.toarray()
+    try:
+        bad = ~np.isfinite(np.asarray(values, dtype=float))
+    except (TypeError, ValueError):
+        return None
+    return bad if bad.any() else None
+
+
+def _input_problems(X: pd.DataFrame) -> dict[str, list[int]]:
+    problems = {}
+    for column in X.columns:
+        if pd.api.types.is_numeric_dtype(X[column]) and not pd.api.types.is_bool_dtype(X[column]):
+            values = X[column].to_numpy(dtype=float, na_value=np.nan)
+            bad = np.isinf(values)
+            if bad.any():
+                problems[str(column)] = np.flatnonzero(bad).tolist()
+    return problems
+
+
+def _output_problems(preprocessor: Any, X: pd.DataFrame, bad: np.ndarray) -> dict[str, list[int]]:
+    """Input columns behind the non-finite cells ``bad`` of the preprocessed matrix."""
+    if isinstance(preprocessor, ColumnTransformer):
+        from medpredict.explain.attributions import column_origins
+
+        try:
+            origins = column_origins(preprocessor, list(X.columns))
+        except ValueError:
+            origins = None
+        if origins is not None and len(origins) == bad.shape[1]:
+            problems: dict[str, list[int]] = {}
+            for column in dict.fromkeys(origins):
+                rows = np.flatnonzero(bad[:, [o == column for o in origins]].any(axis=1))
+                if len(rows):
+                    problems[column] = rows.tolist()
+            return problems
+    return {"(preprocessed features)": np.flatnonzero(bad.any(axis=1)).tolist()}
+
+
+def predict_proba_checked(estimator: Any, X: pd.DataFrame) -> np.ndarray:
+    """``estimator.predict_proba(X)``, refusing rows that are not finite after preprocessing.
+
+    For a pipeline the preprocessing steps run once and their output is checked
+    before the final model sees it; other estimators get their input checked.
+
+    Raises
+    ------
+    NonFiniteError
+        Naming each column at fault and its rows.
+    """
+    problems = _input_problems(X)
+    if not (isinstance(estimator, Pipeline) and len(estimator.steps) > 1):
+        if problems:
+            raise NonFiniteError(problems)
+        return estimator.predict_proba(X)
+    if problems:  # let the preprocessing see the other rows' values, to report them too
+        X = X.copy()
+        for column, rows in problems.items():
+            X.iloc[rows, X.columns.get_loc(column)] = np.nan
+    preprocessor = estimator[0] if len(estimator.steps) == 2 else estimator[:-1]
+    with np.errstate(over="ignore", invalid="ignore"):
+        transformed = preprocessor.transform(X)
+    bad = _non_finite(transformed)
+    if bad is not None:
+        for column, rows in _output_problems(preprocessor, X, bad).items():
+            problems[column] = sorted({*problems.get(column, []), *rows})
+    if problems:
+        raise NonFiniteError(problems)
+    return estimator[-1].predict_proba(transformed)
 
 
 def validate_input(
@@ -58,7 +159,7 @@ def predict_frame(
     X = validate_input(frame, metadata["schema"], keep)
     if len(X) == 0:
         raise DataError("prediction input has no rows")
-    proba = loaded.estimator.predict_proba(X)
+    proba = predict_proba_checked(loaded.estimator, X)
     classes = metadata["classes"]
     out = frame[keep or []].reset_index(drop=True).copy()
     if metadata["task"] == "binary":

@@ -1,8 +1,15 @@
 """Feature kinds: inferred from data, enforced on every table a model sees.
 
 The schema saved with a model is what a prediction input must match: the same
-columns, numbers that parse, categories the model knows (unknown categories are
-allowed, and reported, because the encoder ignores them safely).
+columns, numbers that parse, values within each feature's physical limits,
+categories the model knows (unknown categories are allowed, and reported, because
+the encoder ignores them safely).
+
+Physical limits say which values are impossible, not unusual: a study declares
+them (``limits:`` in the spec) and a few well-known features have them built in
+(:data:`BUILTIN_LIMITS`, applied only when the training data respect them, so an
+``age`` recorded in months keeps no limit in years). Training, hold-out and
+prediction rows outside them are refused.
 
 Examples
 --------
@@ -25,6 +32,8 @@ from medpredict.data.errors import DataError, describe_rows
 
 _MAX_CATEGORIES = 50
 _TEXT_MIN_MEAN_LENGTH = 40
+BUILTIN_LIMITS: dict[str, tuple[float, float]] = {"age": (0.0, 130.0)}
+"""Limits of numeric features known by name (lower case): age in years."""
 
 
 @dataclass
@@ -38,6 +47,31 @@ class Feature:
     min: float | None = None
     max: float | None = None
     inferred: bool = True
+    limit_min: float | None = None
+    limit_max: float | None = None
+
+    def limit_text(self) -> str:
+        """The physical limits in words, e.g. ``"0 to 130"``."""
+        if self.limit_min is not None and self.limit_max is not None:
+            return f"{self.limit_min:g} to {self.limit_max:g}"
+        if self.limit_min is not None:
+            return f"at least {self.limit_min:g}"
+        return f"at most {self.limit_max:g}"
+
+
+@dataclass
+class LimitViolation:
+    """Rows of one column outside its physical limits (0-based positions)."""
+
+    column: str
+    rows: list[int]
+    limits: str
+
+    def message(self) -> str:
+        return (
+            f"column {self.column!r} must be {self.limits} (physical limit) but "
+            f"{describe_rows([r + 1 for r in self.rows])} (data row numbers, 1-based) are not"
+        )
 
 
 def _numeric_or_error(column: pd.Series, name: str) -> pd.Series:
@@ -94,8 +128,26 @@ class Schema:
         return grouped
 
     @classmethod
-    def infer(cls, frame: pd.DataFrame, declared: dict[str, str] | None = None) -> Schema:
-        """Build a schema from ``frame``; ``declared`` kinds override inference."""
+    def infer(
+        cls,
+        frame: pd.DataFrame,
+        declared: dict[str, str] | None = None,
+        limits: dict[str, dict[str, float]] | None = None,
+    ) -> Schema:
+        """Build a schema from ``frame``; ``declared`` kinds override inference.
+
+        Parameters
+        ----------
+        frame : the training features.
+        declared : kinds by column name, overriding inference.
+        limits : physical limits by column name, ``{"min": .., "max": ..}`` (either may
+            be left out); they replace built-in limits.
+
+        Raises
+        ------
+        DataError
+            If a declared limit names no numeric column, or training rows lie outside it.
+        """
         declared = declared or {}
         features = []
         for name in frame.columns:
@@ -110,7 +162,48 @@ class Schema:
                 f.min, f.max = float(column.min()), float(column.max())
             if f.kind == "categorical":
                 f.categories = sorted(column.dropna().unique().tolist(), key=str)
+        schema._set_limits(coerced, limits or {})
         return schema
+
+    def _set_limits(self, coerced: pd.DataFrame, declared: dict[str, dict[str, float]]) -> None:
+        numeric = {f.name: f for f in self.features if f.kind == "numeric"}
+        unknown = [n for n in declared if n not in numeric]
+        if unknown:
+            raise DataError(
+                f"limits are declared for {', '.join(map(repr, unknown))}, which "
+                f"{'is' if len(unknown) == 1 else 'are'} not a numeric feature; "
+                f"numeric features: {', '.join(numeric) or 'none'}"
+            )
+        for name, f in numeric.items():
+            if name in declared:
+                f.limit_min, f.limit_max = declared[name].get("min"), declared[name].get("max")
+            elif name.lower() in BUILTIN_LIMITS:
+                low, high = BUILTIN_LIMITS[name.lower()]
+                column = coerced[name]
+                if not ((column < low) | (column > high)).any():
+                    f.limit_min, f.limit_max = low, high
+        violations = self.limit_violations(coerced)
+        if violations:
+            raise DataError(
+                "training data break the declared limits: "
+                + "; ".join(v.message() for v in violations)
+            )
+
+    def limit_violations(self, coerced: pd.DataFrame) -> list[LimitViolation]:
+        """Columns of a coerced frame with values outside their physical limits."""
+        out = []
+        for f in self.features:
+            if f.limit_min is None and f.limit_max is None:
+                continue
+            values = coerced[f.name].to_numpy(dtype=float, na_value=np.nan)
+            bad = np.zeros(len(values), dtype=bool)
+            if f.limit_min is not None:
+                bad |= values < f.limit_min
+            if f.limit_max is not None:
+                bad |= values > f.limit_max
+            if bad.any():
+                out.append(LimitViolation(f.name, np.flatnonzero(bad).tolist(), f.limit_text()))
+        return out
 
     def coerce(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Return ``frame``'s schema columns with numbers parsed and categories as text."""
@@ -137,8 +230,8 @@ class Schema:
         Raises
         ------
         DataError
-            Naming every missing column, every unexpected column (with ``extra="error"``)
-            and any column whose values do not parse.
+            Naming every missing column, every unexpected column (with ``extra="error"``),
+            any column whose values do not parse and the rows outside physical limits.
         """
         missing = [n for n in self.names if n not in frame.columns]
         unexpected = [c for c in frame.columns if c not in self.names]
@@ -153,11 +246,20 @@ class Schema:
             raise DataError(
                 "prediction input does not match the model's schema: " + "; ".join(problems)
             )
-        return self.coerce(frame)
+        coerced = self.coerce(frame)
+        violations = self.limit_violations(coerced)
+        if violations:
+            raise DataError(
+                "prediction input holds impossible values: "
+                + "; ".join(v.message() for v in violations)
+            )
+        return coerced
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form saved in a model's metadata."""
         return {"features": [asdict(f) for f in self.features]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Schema:
+        """Read :meth:`to_dict`'s form; schemas saved before limits existed have none."""
         return cls([Feature(**f) for f in data["features"]])

@@ -124,6 +124,7 @@ class JWTVerifier:
     """Verify bearer JWTs signed with a shared secret (HS256) or a public key (RS/ES256).
 
     Tokens must carry ``sub`` and ``exp``; roles come from the ``roles`` claim.
+    ``exp``, ``nbf`` and ``iat`` must be NumericDates (JSON numbers), not text.
 
     Examples
     --------
@@ -166,6 +167,8 @@ class JWTVerifier:
             )
         except jwt.PyJWTError:
             return None
+        if not all(_numeric_date(claims[c]) for c in ("exp", "nbf", "iat") if c in claims):
+            return None
         roles = claims.get("roles", [])
         if not isinstance(roles, list):
             return None
@@ -173,3 +176,8 @@ class JWTVerifier:
         if not roles:
             return None
         return Principal(str(claims["sub"]), roles, "jwt")
+
+
+def _numeric_date(value: Any) -> bool:
+    """Whether a time claim is a JSON number (RFC 7519 NumericDate)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)

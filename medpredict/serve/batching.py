@@ -5,7 +5,8 @@ dozens (the per-call overhead dominates), so requests waiting while a prediction
 runs are answered together by the next call. Nothing waits on purpose: an idle
 service answers a request at once, a busy one answers many per call. Each
 request still gets its own audit row; a batch's rows are written in one
-transaction, before any of its answers is released.
+transaction, before any of its answers is released. A batch that fails is
+retried request by request, so one caller's bad input never fails another's.
 
 Examples
 --------
@@ -148,9 +149,12 @@ class PredictionQueue:
                 for j, part in zip(jobs, parts, strict=True)
             ]
             rows = self.audit.append_many(entries)
-        except Exception as error:  # every waiting request must learn of the failure
-            for job in jobs:
-                job.future.set_exception(error)
+        except Exception as error:  # every waiting request must learn of its own outcome
+            if len(jobs) > 1:
+                for job in jobs:
+                    self._answer(model, [job])
+            else:
+                jobs[0].future.set_exception(error)
             return
         for job, part, row in zip(jobs, parts, rows, strict=True):
             job.future.set_result((part, row["seq"]))

@@ -13,7 +13,8 @@ model feature::
 
 ``unit`` is the UCUM code the model was trained in; ``convert`` lists other units
 accepted, with the factor that turns them into ``unit``; any other unit is
-refused. ``patient: age`` takes the age in whole years from ``Patient.birthDate``.
+refused. ``patient: age`` takes the age in whole years from ``Patient.birthDate`` (a partial
+date counts from its first day; a birth date in the future is refused).
 ``required: false`` lets a feature be absent (the model imputes it); every other
 missing feature is named in an ``OperationOutcome``.
 
@@ -188,6 +189,7 @@ def extract_row(bundle: Bundle, mapping: FhirMapping, today: date | None = None)
         400 if the Bundle does not hold exactly one Patient; 422 naming every
         required feature without a usable Observation and every unit refused.
     """
+    today = today or datetime.now(UTC).date()
     entries = [(e, e.resource) for e in bundle.entry or [] if e.resource is not None]
     patients = [(e, r) for e, r in entries if r.get_resource_type() == "Patient"]
     if len(patients) != 1:
@@ -211,8 +213,12 @@ def extract_row(bundle: Bundle, mapping: FhirMapping, today: date | None = None)
                     issues.append(("required", f"feature {name!r} needs Patient.birthDate",
                                    "Patient.birthDate"))
                 row[name] = None
+            elif (born := _birth_date(patient.birthDate)) > today:
+                issues.append(("value", f"Patient.birthDate {patient.birthDate} is in the "
+                               f"future (today is {today.isoformat()})", "Patient.birthDate"))
+                row[name] = None
             else:
-                row[name] = _age(patient.birthDate, today or datetime.now(UTC).date())
+                row[name] = _age(born, today)
             continue
         found = [(e, r) for e, r in observations if _has_code(r, source)]
         if not found:
@@ -249,6 +255,14 @@ def _has_code(observation: Any, source: FeatureSource) -> bool:
 def _when(observation: Any) -> str:
     moment = observation.effectiveDateTime or observation.issued
     return moment.isoformat() if moment is not None else ""
+
+
+def _birth_date(value: date | str) -> date:
+    """A FHIR date; a partial one (``YYYY`` or ``YYYY-MM``) counts from its first day."""
+    if isinstance(value, date):
+        return value
+    parts = [int(p) for p in str(value).split("-")]
+    return date(*parts, *[1] * (3 - len(parts)))
 
 
 def _age(birth: date, today: date) -> int:

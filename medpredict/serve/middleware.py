@@ -71,7 +71,7 @@ class RequestLog:
         start = time.perf_counter()
         status = 500
         started = False
-        page = not scope["path"].startswith(("/v1/", "/fhir/", "/cds-services", "/docs"))
+        page = not scope["path"].startswith(("/v1/", "/fhir/", "/cds-services"))
 
         async def wrapped(message: Message) -> None:
             nonlocal status, started

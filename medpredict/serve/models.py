@@ -27,13 +27,13 @@ import pandas as pd
 from medpredict.data.schema import Schema
 from medpredict.evaluation.conformal import ATYPICAL, CONFIDENT, UNCERTAIN, ConformalSets
 from medpredict.explain import explain
-from medpredict.predict import predicted_classes
+from medpredict.predict import NonFiniteError, predict_proba_checked, predicted_classes
 from medpredict.registry import LoadedModel, load_model
 from medpredict.serve.bands import Band, band_for, risk_bands
 from medpredict.serve.config import ServeSettings
 from medpredict.serve.fastpath import fast_pipeline
 from medpredict.serve.package import listed_files
-from medpredict.serve.rows import RowValidator, ValidatedRows
+from medpredict.serve.rows import RowValidationError, RowValidator, ValidatedRows
 from medpredict.trust import BACKGROUND_FILE, CONFORMAL_FILE, load_trust
 
 logger = logging.getLogger("medpredict.serve")
@@ -177,9 +177,18 @@ class ServedModel:
         return self.predict_checked(self.validator.validate(rows))
 
     def predict_checked(self, checked: ValidatedRows) -> list[RowPrediction]:
-        """Predict rows already validated by ``self.validator``."""
+        """Predict rows already validated by ``self.validator``.
+
+        Raises
+        ------
+        RowValidationError
+            Naming each row and field whose value is not finite after preprocessing.
+        """
         frame = checked.frame
-        proba = self.loaded.estimator.predict_proba(frame)
+        try:
+            proba = predict_proba_checked(self.loaded.estimator, frame)
+        except NonFiniteError as error:
+            raise RowValidationError(_not_finite(error)) from None
         predicted = predicted_classes(proba, self.metadata["classes"])
         factors = self._factors(frame, proba)
         sets = self._sets(proba, checked.frame)
@@ -253,6 +262,23 @@ class ServedModel:
             "auroc": meta.get("metrics", {}).get("auroc"),
             "conformal_level": self.conformal_level,
         }
+
+
+def _not_finite(error: NonFiniteError) -> list[dict[str, Any]]:
+    """FastAPI-style field errors for values that overflow the model's preprocessing."""
+    return sorted(
+        (
+            {
+                "loc": ["body", "rows", row, column],
+                "msg": "value is infinite or too extreme for the model's scaling; "
+                "expected a finite measurement in the feature's usual units",
+                "type": "not_finite",
+            }
+            for column, rows in error.problems.items()
+            for row in rows
+        ),
+        key=lambda e: e["loc"][2],
+    )
 
 
 def _status(members: list[str] | None) -> str | None:

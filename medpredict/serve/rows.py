@@ -6,7 +6,8 @@ the same shape FastAPI uses for its own 422 responses.
 
 Every schema column must be present in every row. ``null`` is accepted (the
 model's preprocessing imputes it) and reported back as a warning, so a missing
-measurement is never hidden.
+measurement is never hidden. Numbers must be finite and within the feature's
+physical limits (see :mod:`medpredict.data.schema`); text must be valid Unicode.
 
 Examples
 --------
@@ -16,6 +17,12 @@ Examples
 [148.0]
 >>> validator.validate([{"glu": 250}]).warnings[0][0]
 'glu = 250.0 is outside the training range 56–199; the risk is an extrapolation'
+>>> try:
+...     RowValidator({"features": [{"name": "age", "kind": "numeric", "limit_min": 0}]}
+...                  ).validate([{"age": -5}])
+... except RowValidationError as error:
+...     error.errors[0]["msg"]
+'age = -5 is impossible: it must be at least 0 (physical limit)'
 """
 
 from __future__ import annotations
@@ -28,10 +35,21 @@ import pandas as pd
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, create_model
 from pydantic import ValidationError as PydanticValidationError
 
+from medpredict.data.schema import Schema
+
 
 def _category_text(value: Any) -> Any:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
+    return value
+
+
+def _unicode_text(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("text is not valid Unicode (it holds a lone surrogate)") from None
     return value
 
 
@@ -42,7 +60,10 @@ def _not_boolean(value: Any) -> Any:
 
 
 _NUMBER = Annotated[float, BeforeValidator(_not_boolean), Field(allow_inf_nan=False)]
-_CATEGORY = Annotated[str, BeforeValidator(_category_text), Field(max_length=200)]
+_CATEGORY = Annotated[
+    str, BeforeValidator(_unicode_text), BeforeValidator(_category_text), Field(max_length=200)
+]
+_TEXT = Annotated[str, BeforeValidator(_unicode_text), Field(max_length=100_000)]
 _PYTHON_TYPES: dict[str, Any] = {"numeric": _NUMBER, "boolean": bool, "categorical": _CATEGORY}
 
 
@@ -69,9 +90,10 @@ class RowValidator:
     def __init__(self, schema: dict[str, Any]) -> None:
         self.features = schema["features"]
         self.names = [f["name"] for f in self.features]
+        self.schema = Schema.from_dict(schema)
         fields = {
             f"f{i}": (
-                _PYTHON_TYPES.get(f["kind"], Annotated[str, Field(max_length=100_000)]) | None,
+                _PYTHON_TYPES.get(f["kind"], _TEXT) | None,
                 Field(alias=f["name"], description=_describe(f)),
             )
             for i, f in enumerate(self.features)
@@ -100,6 +122,18 @@ class RowValidator:
         frame = pd.DataFrame(
             {f["name"]: _column(f["kind"], [r[f["name"]] for r in records]) for f in self.features}
         )
+        impossible = [
+            {
+                "loc": ["body", "rows", row, v.column],
+                "msg": f"{v.column} = {_num(frame[v.column].iat[row])} is impossible: "
+                f"it must be {v.limits} (physical limit)",
+                "type": "physical_limit",
+            }
+            for v in self.schema.limit_violations(frame)
+            for row in v.rows
+        ]
+        if impossible:
+            raise RowValidationError(sorted(impossible, key=lambda e: e["loc"][2]))
         return ValidatedRows(frame, [self._warnings(r) for r in records])
 
     def _warnings(self, record: dict[str, Any]) -> list[str]:
@@ -143,8 +177,14 @@ def _num(value: float) -> str:
 
 def _describe(feature: dict[str, Any]) -> str:
     kind = feature["kind"]
+    low, high = feature.get("limit_min"), feature.get("limit_max")
+    limits = "" if low is None and high is None else (
+        f"; physical limits {'' if low is None else _num(low)}–{'' if high is None else _num(high)}"
+    )
     if kind == "numeric" and feature.get("min") is not None:
-        return f"numeric; training range {_num(feature['min'])}–{_num(feature['max'])}"
+        return f"numeric; training range {_num(feature['min'])}–{_num(feature['max'])}{limits}"
+    if kind == "numeric":
+        return f"numeric{limits}"
     if kind == "categorical" and feature.get("categories"):
         return "one of: " + ", ".join(map(str, feature["categories"]))
     return kind
