@@ -9,11 +9,17 @@ A model directory holds
 any extra files
     e.g. network weights as safetensors, a model card;
 ``MANIFEST.json``
-    the sha256 of every file above. :func:`load_model` checks it before reading
-    anything else and refuses a directory whose files do not match.
+    the sha256 of every file above and, when a signing key is configured, an
+    HMAC-SHA256 signature of those hashes. :func:`load_model` checks it before
+    reading anything else and refuses a directory whose files do not match.
 
-Only types from an allow-list of module prefixes are instantiated when loading; a
-file that names any other type is refused, so a crafted file cannot run code.
+Only the exact types in :data:`medpredict.trusted_types.TRUSTED_TYPES` are
+constructed when loading; a file that names any other type is refused, so a crafted
+file cannot run code. The sha256 manifest alone detects accidental or unsigned
+changes; whoever can write the directory can also rewrite the hashes. A signature
+closes that gap: the key comes from ``MEDPREDICT_MODEL_KEY`` (the secret itself) or
+``MEDPREDICT_MODEL_KEY_FILE`` (a file holding it), never from the model directory.
+Once a key is configured, every load requires a valid signature by that key.
 
 Examples
 --------
@@ -28,31 +34,101 @@ Examples
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import os
 import sys
+import zipfile
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medpredict.trusted_types import TRUSTED_TYPES
+
 MODEL_FILE = "model.skops"
 METADATA_FILE = "metadata.json"
 MANIFEST_FILE = "MANIFEST.json"
-TRUSTED_PREFIXES = (
-    "builtins.",
-    "collections.",
-    "numpy.",
-    "scipy.",
-    "sklearn.",
-    "lightgbm.",
-    "medpredict.",
-    "crepes.",
-    "fairlearn.",
-    "pandas.",
-)
+KEY_ENV = "MEDPREDICT_MODEL_KEY"
+KEY_FILE_ENV = "MEDPREDICT_MODEL_KEY_FILE"
+SIGNATURE_ALGORITHM = "hmac-sha256"
+_MIN_KEY_BYTES = 16
 
 
 class ArtifactError(RuntimeError):
-    """A model directory is incomplete, tampered with, or names untrusted types."""
+    """A model directory is incomplete, tampered with, unsigned, or names untrusted types."""
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """A secret that signs model manifests; only its id is ever written down.
+
+    Examples
+    --------
+    >>> key = SigningKey(b"a secret of sixteen bytes or more")
+    >>> len(key.key_id)
+    16
+    """
+
+    secret: bytes
+
+    @property
+    def key_id(self) -> str:
+        """Public identifier of the key (a hash of it), recorded beside each signature."""
+        return hashlib.sha256(b"medpredict model key\0" + self.secret).hexdigest()[:16]
+
+    def sign(self, manifest: Mapping[str, Any]) -> str:
+        """HMAC-SHA256 of the manifest's hashes."""
+        return hmac.new(self.secret, _signed_bytes(manifest), hashlib.sha256).hexdigest()
+
+
+def signing_key(environ: Mapping[str, str] | None = None) -> SigningKey | None:
+    """The configured model signing key, or None when neither variable is set.
+
+    Raises
+    ------
+    ArtifactError
+        If the key file is unreadable or the key is shorter than 16 bytes.
+    """
+    environ = os.environ if environ is None else environ
+    secret: bytes | None = None
+    if environ.get(KEY_ENV):
+        secret = environ[KEY_ENV].encode()
+    elif environ.get(KEY_FILE_ENV):
+        path = Path(environ[KEY_FILE_ENV]).expanduser()
+        try:
+            secret = path.read_bytes().strip()
+        except OSError as err:
+            raise ArtifactError(f"{KEY_FILE_ENV}={path} cannot be read: {err}") from None
+    if secret is None:
+        return None
+    if len(secret) < _MIN_KEY_BYTES:
+        raise ArtifactError(
+            f"the model signing key must be at least {_MIN_KEY_BYTES} bytes "
+            f"(e.g. python -c 'import secrets; print(secrets.token_hex(32))')"
+        )
+    return SigningKey(secret)
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What :func:`verify_model` established about a model directory."""
+
+    files: dict[str, str]
+    signed_by: str | None
+    signature_checked: bool
+
+    def describe(self) -> str:
+        """One line for people: files matched and who signed."""
+        text = f"{len(self.files)} file(s) match the manifest"
+        if self.signed_by is None:
+            return text + "; not signed"
+        if self.signature_checked:
+            return text + f"; signature valid (key id {self.signed_by})"
+        return text + (
+            f"; signed with key id {self.signed_by}, signature not checked "
+            f"({KEY_ENV} is not set)"
+        )
 
 
 @dataclass
@@ -62,11 +138,14 @@ class LoadedModel:
     estimator: Any
     metadata: dict[str, Any]
     path: Path
+    verification: Verification | None = None
 
     @property
     def sha256(self) -> str:
         """Hash of the serialised estimator, identifying this exact model."""
-        return json.loads((self.path / MANIFEST_FILE).read_text())["files"][MODEL_FILE]
+        if self.verification is not None:
+            return self.verification.files[MODEL_FILE]
+        return _read_manifest(self.path)["files"][MODEL_FILE]
 
 
 def _sha256(path: Path) -> str:
@@ -77,6 +156,25 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _signed_bytes(manifest: Mapping[str, Any]) -> bytes:
+    content = {"algorithm": manifest.get("algorithm"), "files": manifest.get("files")}
+    return json.dumps(content, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _write_manifest(directory: Path, names: Iterable[str], key: SigningKey | None) -> None:
+    manifest: dict[str, Any] = {
+        "algorithm": "sha256",
+        "files": {n: _sha256(directory / n) for n in names},
+    }
+    if key is not None:
+        manifest["signature"] = {
+            "algorithm": SIGNATURE_ALGORITHM,
+            "key_id": key.key_id,
+            "value": key.sign(manifest),
+        }
+    (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+
+
 def save_model(
     directory: str | Path,
     estimator: Any,
@@ -84,6 +182,8 @@ def save_model(
     extra_files: dict[str, bytes] | None = None,
 ) -> Path:
     """Write ``estimator``, ``metadata`` and ``extra_files`` with a sha256 manifest.
+
+    The manifest is signed when a signing key is configured (see :func:`signing_key`).
 
     Parameters
     ----------
@@ -95,11 +195,17 @@ def save_model(
     Returns
     -------
     Path of the model directory.
+
+    Raises
+    ------
+    ArtifactError
+        If the estimator names a type that :func:`load_model` would refuse.
     """
-    sio = skops_io()
+    key = signing_key()
+    payload = dumps_checked(estimator)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / MODEL_FILE).write_bytes(sio.dumps(estimator))
+    (directory / MODEL_FILE).write_bytes(payload)
     (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=str))
     names = [MODEL_FILE, METADATA_FILE]
     for name, content in (extra_files or {}).items():
@@ -107,9 +213,22 @@ def save_model(
             raise ValueError(f"extra file name {name!r} must be a plain file name")
         (directory / name).write_bytes(content)
         names.append(name)
-    manifest = {"algorithm": "sha256", "files": {n: _sha256(directory / n) for n in names}}
-    (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+    _write_manifest(directory, names, key)
     return directory
+
+
+def sign_model(directory: str | Path, key: SigningKey | None = None) -> Verification:
+    """Sign an existing model directory with ``key`` (default: the configured key).
+
+    Its files are checked against the manifest first: tampered files are never signed.
+    """
+    key = key or signing_key()
+    if key is None:
+        raise ArtifactError(f"no signing key: set {KEY_ENV} or {KEY_FILE_ENV}")
+    directory = Path(directory)
+    files = _verify(directory, None, require_signature=False).files
+    _write_manifest(directory, files, key)
+    return _verify(directory, key, require_signature=True)
 
 
 def skops_io() -> Any:
@@ -133,24 +252,136 @@ def skops_io() -> Any:
     return sys.modules["skops.io"]
 
 
-def verify_model(directory: str | Path) -> dict[str, str]:
-    """Check every file against the manifest; return the manifest's hashes.
+def checked_types(
+    payload: bytes, source: str, allowed: frozenset[str] = TRUSTED_TYPES
+) -> list[str]:
+    """The types ``payload`` names beyond skops' own safe set, all within ``allowed``.
 
     Raises
     ------
     ArtifactError
-        If the manifest or a listed file is missing or any hash differs.
+        If ``payload`` is not a skops file or names a type outside ``allowed``.
     """
-    directory = Path(directory)
-    manifest_path = directory / MANIFEST_FILE
-    if not manifest_path.is_file():
+    try:
+        types = skops_io().get_untrusted_types(data=payload)
+    except (zipfile.BadZipFile, ValueError, KeyError, TypeError, json.JSONDecodeError) as err:
+        raise ArtifactError(f"{source} is not a readable skops file ({err})") from None
+    refused = [t for t in types if t not in allowed]
+    if refused:
+        raise ArtifactError(f"{source} names types outside the allow-list: {', '.join(refused)}")
+    return types
+
+
+def dumps_checked(obj: Any, allowed: frozenset[str] = TRUSTED_TYPES) -> bytes:
+    """``obj`` serialised with skops, refused if loading it would need an unlisted type."""
+    payload = skops_io().dumps(obj)
+    try:
+        checked_types(payload, type(obj).__name__, allowed)
+    except ArtifactError as err:
+        raise ArtifactError(
+            f"cannot save {err}; list the type in medpredict/trusted_types.py "
+            "if constructing it from stored attributes runs no code"
+        ) from None
+    return payload
+
+
+def loads_checked(payload: bytes, source: str, allowed: frozenset[str] = TRUSTED_TYPES) -> Any:
+    """Construct the object in skops ``payload`` after checking every type it names."""
+    return skops_io().loads(payload, trusted=checked_types(payload, source, allowed))
+
+
+def _read_manifest(directory: Path) -> dict[str, Any]:
+    path = directory / MANIFEST_FILE
+    if not path.is_file():
         raise ArtifactError(f"{directory} is not a model directory: {MANIFEST_FILE} is missing")
-    files = json.loads(manifest_path.read_text()).get("files", {})
+    try:
+        manifest = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ArtifactError(f"{path} is not a JSON manifest ({err})") from None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in files.items()
+    ):
+        raise ArtifactError(f"{path} has no 'files' table of file names and sha256 hashes")
     if MODEL_FILE not in files:
-        raise ArtifactError(f"{manifest_path} does not list {MODEL_FILE}")
+        raise ArtifactError(f"{path} does not list {MODEL_FILE}")
+    return manifest
+
+
+def _check_signature(
+    manifest: dict[str, Any], path: Path, key: SigningKey | None, required: bool
+) -> tuple[str | None, bool]:
+    signature = manifest.get("signature")
+    if signature is not None and not (
+        isinstance(signature, dict)
+        and signature.get("algorithm") == SIGNATURE_ALGORITHM
+        and all(isinstance(signature.get(k), str) for k in ("key_id", "value"))
+    ):
+        raise ArtifactError(f"{path} has a malformed signature; refusing to load it")
+    signed_by = signature["key_id"] if signature else None
+    if key is None:
+        if required:
+            raise ArtifactError(
+                f"signed models are required but no signing key is configured "
+                f"(set {KEY_ENV} or {KEY_FILE_ENV})"
+            )
+        return signed_by, False
+    if signature is None:
+        raise ArtifactError(
+            f"{path} is not signed, and a signing key is configured; "
+            "sign it with `medpredict sign` if you trust its files"
+        )
+    if signed_by != key.key_id:
+        raise ArtifactError(
+            f"{path} was signed with key id {signed_by}, not the configured key "
+            f"{key.key_id}; refusing to load it"
+        )
+    if not hmac.compare_digest(signature["value"], key.sign(manifest)):
+        raise ArtifactError(
+            f"{path}: the signature does not match its hashes (the manifest was rewritten "
+            "after signing); refusing to load it"
+        )
+    return signed_by, True
+
+
+def _key_inside(directory: Path) -> bool:
+    configured = os.environ.get(KEY_FILE_ENV)
+    if not configured or os.environ.get(KEY_ENV):
+        return False
+    return Path(configured).expanduser().resolve().is_relative_to(directory.resolve())
+
+
+def verify_model(directory: str | Path, require_signature: bool = False) -> Verification:
+    """Check every file against the manifest and the manifest's signature.
+
+    With a configured signing key (:func:`signing_key`) an unsigned manifest, or one
+    signed with another key, is refused.
+
+    Parameters
+    ----------
+    directory : model directory.
+    require_signature : refuse the directory unless a key checks its signature.
+
+    Raises
+    ------
+    ArtifactError
+        If the manifest or a listed file is missing, any hash or the signature differs,
+        or the model file is not a skops file of allow-listed types.
+    """
+    return _verify(Path(directory), signing_key(), require_signature)
+
+
+def _verify(directory: Path, key: SigningKey | None, require_signature: bool) -> Verification:
+    if key is not None and _key_inside(directory):
+        raise ArtifactError(
+            f"the signing key file lies inside {directory}: whoever can write the "
+            "directory could then re-sign it; keep the key elsewhere"
+        )
+    manifest = _read_manifest(directory)
+    files: dict[str, str] = manifest["files"]
     for name, expected in files.items():
         path = directory / name
-        if not path.is_file():
+        if Path(name).name != name or not path.is_file():
             raise ArtifactError(f"{path} is listed in the manifest but missing")
         actual = _sha256(path)
         if actual != expected:
@@ -158,21 +389,55 @@ def verify_model(directory: str | Path) -> dict[str, str]:
                 f"{path} has been modified since it was saved "
                 f"(sha256 {actual[:12]}…, manifest says {expected[:12]}…); refusing to load it"
             )
-    return files
+    signed_by, checked = _check_signature(
+        manifest, directory / MANIFEST_FILE, key, require_signature
+    )
+    checked_types((directory / MODEL_FILE).read_bytes(), str(directory / MODEL_FILE))
+    return Verification(files=dict(files), signed_by=signed_by, signature_checked=checked)
 
 
-def load_model(directory: str | Path) -> LoadedModel:
-    """Verify and load a model directory written by :func:`save_model`."""
-    sio = skops_io()
-    directory = Path(directory)
-    verify_model(directory)
-    payload = (directory / MODEL_FILE).read_bytes()
-    types = sio.get_untrusted_types(data=payload)
-    refused = [t for t in types if not t.startswith(TRUSTED_PREFIXES)]
-    if refused:
+def _input_columns(estimator: Any) -> list[str] | None:
+    names = getattr(estimator, "feature_names_in_", None)
+    return None if names is None else [str(n) for n in names]
+
+
+def _check_schema(estimator: Any, metadata: dict[str, Any], directory: Path) -> None:
+    """Refuse an estimator whose input columns differ from the saved schema's features."""
+    schema = metadata.get("schema")
+    expected = _input_columns(estimator)
+    if not isinstance(schema, dict) or expected is None:
+        return
+    declared = [str(f.get("name")) for f in schema.get("features", []) if isinstance(f, dict)]
+    missing = [c for c in expected if c not in declared]
+    unused = [c for c in declared if c not in expected]
+    if missing or unused:
+        parts = []
+        if missing:
+            parts.append(f"the model needs column(s) the schema lacks: {', '.join(missing)}")
+        if unused:
+            parts.append(f"the schema lists column(s) the model does not use: {', '.join(unused)}")
         raise ArtifactError(
-            f"{directory / MODEL_FILE} names types outside the allow-list: {', '.join(refused)}"
+            f"{directory / MODEL_FILE} does not match {directory / METADATA_FILE} "
+            f"({'; '.join(parts)}); was the model file swapped from another study?"
         )
-    estimator = sio.loads(payload, trusted=types)
-    metadata = json.loads((directory / METADATA_FILE).read_text())
-    return LoadedModel(estimator=estimator, metadata=metadata, path=directory)
+
+
+def load_model(directory: str | Path, require_signature: bool = False) -> LoadedModel:
+    """Verify and load a model directory written by :func:`save_model`.
+
+    Parameters
+    ----------
+    directory : model directory.
+    require_signature : refuse it unless the configured key checks its signature.
+    """
+    directory = Path(directory)
+    verification = verify_model(directory, require_signature=require_signature)
+    estimator = loads_checked((directory / MODEL_FILE).read_bytes(), str(directory / MODEL_FILE))
+    try:
+        metadata = json.loads((directory / METADATA_FILE).read_bytes())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ArtifactError(f"{directory / METADATA_FILE} is not readable JSON ({err})") from None
+    if not isinstance(metadata, dict):
+        raise ArtifactError(f"{directory / METADATA_FILE} must hold a JSON object")
+    _check_schema(estimator, metadata, directory)
+    return LoadedModel(estimator, metadata, directory, verification)

@@ -69,7 +69,7 @@ from medpredict.explain.attributions import (
     make_background,
 )
 from medpredict.explain.report import explanation_sections
-from medpredict.registry import LoadedModel, skops_io, verify_model
+from medpredict.registry import LoadedModel, dumps_checked, loads_checked, verify_model
 from medpredict.report.html import Section
 from medpredict.report.model_card import ModelCard
 from medpredict.spec import TrustSpec
@@ -77,6 +77,7 @@ from medpredict.spec import TrustSpec
 CONFORMAL_FILE = "conformal.skops"
 BACKGROUND_FILE = "explainer_background.json"
 _CALIBRATION = ("calibration_intercept", "calibration_slope", "ece", "brier")
+_CONFORMAL_TYPES = frozenset({"medpredict.evaluation.conformal.ConformalSets"})
 _KERNEL_ROWS = 30
 _KERNEL_EXACT_COLUMNS = 11
 
@@ -99,7 +100,7 @@ class TrustResult:
         """Files for the model directory: model card, conformal predictor, background."""
         return {
             **self.model_card.extra_files(),
-            CONFORMAL_FILE: skops_io().dumps(self.conformal),
+            CONFORMAL_FILE: dumps_checked(self.conformal, _CONFORMAL_TYPES),
             BACKGROUND_FILE: background_to_json(self.background),
         }
 
@@ -111,17 +112,12 @@ def load_trust(model_dir: str | Path) -> tuple[ConformalSets, pd.DataFrame]:
     instantiated from the conformal file.
     """
     model_dir = Path(model_dir)
-    files = verify_model(model_dir)
+    files = verify_model(model_dir).files
     absent = [name for name in (CONFORMAL_FILE, BACKGROUND_FILE) if name not in files]
     if absent:
         raise FileNotFoundError(f"{model_dir} has no trust files {absent}; rerun the study")
     payload = (model_dir / CONFORMAL_FILE).read_bytes()
-    allowed = ["medpredict.evaluation.conformal.ConformalSets"]
-    sio = skops_io()
-    refused = [t for t in sio.get_untrusted_types(data=payload) if t not in allowed]
-    if refused:
-        raise ValueError(f"{model_dir / CONFORMAL_FILE} names unexpected types {refused}")
-    conformal = sio.loads(payload, trusted=allowed)
+    conformal = loads_checked(payload, str(model_dir / CONFORMAL_FILE), _CONFORMAL_TYPES)
     return conformal, background_from_json((model_dir / BACKGROUND_FILE).read_bytes())
 
 

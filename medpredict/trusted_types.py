@@ -1,0 +1,91 @@
+"""The exact types a model file may name: nothing else is constructed on load.
+
+skops already trusts plain containers, scalars, NumPy arrays and NumPy/SciPy ufuncs.
+Every other type a ``.skops`` file names must be listed here by its full dotted name.
+Only classes whose construction from stored attributes runs no code of the file's
+choosing belong here: estimators, their fitted helpers, data holders and a few pure
+functions medpredict pipelines hold. Module prefixes are never used, because a module
+such as ``builtins`` or ``numpy`` also holds ``exec``, ``eval`` or ``numpy.load``.
+
+:func:`medpredict.registry.save_model` refuses to write a model that names a type
+missing from this list, so every model medpredict saves can be loaded again.
+"""
+
+from __future__ import annotations
+
+_SCIKIT_LEARN = (
+    "sklearn.calibration.CalibratedClassifierCV",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.calibration._TemperatureScaling",
+    "sklearn.compose._column_transformer.ColumnTransformer",
+    "sklearn.decomposition._pca.PCA",
+    "sklearn.decomposition._truncated_svd.TruncatedSVD",
+    "sklearn.ensemble._bagging.BaggingClassifier",
+    "sklearn.ensemble._forest.RandomForestClassifier",
+    "sklearn.ensemble._iforest.IsolationForest",
+    "sklearn.feature_extraction.text.TfidfTransformer",
+    "sklearn.feature_extraction.text.TfidfVectorizer",
+    "sklearn.impute._base.MissingIndicator",
+    "sklearn.impute._base.SimpleImputer",
+    "sklearn.isotonic.IsotonicRegression",
+    "sklearn.kernel_approximation.Nystroem",
+    "sklearn.linear_model._logistic.LogisticRegression",
+    "sklearn.linear_model._logistic.LogisticRegressionCV",
+    "sklearn.linear_model._stochastic_gradient.SGDClassifier",
+    "sklearn.naive_bayes.GaussianNB",
+    "sklearn.pipeline.FeatureUnion",
+    "sklearn.pipeline.Pipeline",
+    "sklearn.preprocessing._data.StandardScaler",
+    "sklearn.preprocessing._encoders.OneHotEncoder",
+    "sklearn.preprocessing._function_transformer.FunctionTransformer",
+    "sklearn.preprocessing._label.LabelEncoder",
+    "sklearn.svm._classes.SVC",
+    "sklearn.tree._classes.DecisionTreeClassifier",
+    "sklearn.tree._classes.ExtraTreeRegressor",
+    "sklearn.tree._tree.Tree",
+)
+
+_OTHER_LIBRARIES = (
+    "collections.OrderedDict",
+    "lightgbm.basic.Booster",
+    "lightgbm.sklearn.LGBMClassifier",
+    "numpy.dtype",
+    "scipy.interpolate._interpolate.interp1d",
+)
+
+_MEDPREDICT = (
+    "medpredict.data.schema.Feature",
+    "medpredict.data.schema.Schema",
+    "medpredict.encoders.genes.ExpressionTransform",
+    "medpredict.encoders.genes.GeneSelector",
+    "medpredict.encoders.text.SentenceEncoder",
+    "medpredict.encoders.text.TextJoiner",
+    "medpredict.encoders.text_finetune.FineTunedSentenceEncoder",
+    "medpredict.evaluation.conformal.ConformalSets",
+    "medpredict.imaging.encoder.PretrainedImageEncoder",
+    "medpredict.imaging.ensemble.AveragedImageModels",
+    "medpredict.imaging.loader.ImageLoader",
+    "medpredict.imaging.recipes.flatten_pixels",
+    "medpredict.imaging.training.FitLog",
+    "medpredict.imaging.transfer.ImageTransferClassifier",
+    "medpredict.models.calibration.CalibratedModel",
+    "medpredict.models.calibration.LogOddsScores",
+    "medpredict.models.deep.autoencoder.TabularAutoencoder",
+    "medpredict.models.deep.encoding.TabularEncoder",
+    "medpredict.models.deep.estimators.TabularMLPClassifier",
+    "medpredict.models.deep.estimators.TabularResNetClassifier",
+    "medpredict.models.ensembles.SoftVotingEnsemble",
+    "medpredict.models.ensembles.StackingEnsemble",
+    "medpredict.models.feature_hybrids.DeepFeatureClassifier",
+    "medpredict.models.feature_hybrids.LeafEmbeddingClassifier",
+    "medpredict.models.feature_hybrids.ResidualBoostingClassifier",
+    "medpredict.models.fusion.EarlyFusionClassifier",
+    "medpredict.models.fusion.LateFusionClassifier",
+    "medpredict.models.fusion.TabularEncoder",
+    "medpredict.signals.features.HRVFeatures",
+    "medpredict.signals.nets.CNN1DClassifier",
+    "medpredict.signals.nets.CNNGRUClassifier",
+)
+
+TRUSTED_TYPES: frozenset[str] = frozenset((*_SCIKIT_LEARN, *_OTHER_LIBRARIES, *_MEDPREDICT))
