@@ -98,9 +98,11 @@ class ServedModel:
         self.explanations = top_k > 0 and self._can_explain()
 
     @classmethod
-    def from_dir(cls, directory: str | Path, top_k: int = 5) -> ServedModel:
-        """Verify and load a model directory."""
-        return cls(load_model(directory), top_k)
+    def from_dir(
+        cls, directory: str | Path, top_k: int = 5, require_signature: bool = False
+    ) -> ServedModel:
+        """Verify and load a model directory (signed, if ``require_signature``)."""
+        return cls(load_model(directory, require_signature), top_k)
 
     @property
     def identity(self) -> dict[str, str]:
@@ -302,7 +304,7 @@ class ModelStore:
         self._models: dict[str, ServedModel] = {}
         self._dirs: dict[str, Path] = {}
         for directory in directories:
-            model = ServedModel.from_dir(directory, settings.top_k)
+            model = ServedModel.from_dir(directory, settings.top_k, settings.production)
             if model.name in self._models:
                 raise ValueError(
                     f"two model directories are named {model.name!r}: "
@@ -329,7 +331,9 @@ class ModelStore:
     def reload(self, name: str) -> ServedModel:
         """Re-read ``name``'s directory (verifying its manifest) and swap it in."""
         self.get(name)
-        model = ServedModel.from_dir(self._dirs[name], self.settings.top_k)
+        model = ServedModel.from_dir(
+            self._dirs[name], self.settings.top_k, self.settings.production
+        )
         if model.name != name:
             raise ValueError(f"{self._dirs[name]} now holds model {model.name!r}, not {name!r}")
         with self._lock:
