@@ -37,6 +37,7 @@ from sklearn.base import clone
 
 from medpredict.evaluation.bootstrap import Estimate, bootstrap
 from medpredict.evaluation.metrics import auroc, average_precision, brier, multiclass_metrics
+from medpredict.evaluation.splits import in_table_rows
 from medpredict.models.ensembles import aligned_proba, fit_member, inner_folds, take_rows
 from medpredict.models.hybrid import raw_member
 from medpredict.report.html import Section, callout, table
@@ -136,6 +137,23 @@ class LeaderboardRow:
 
 
 @dataclass
+class SearchFailure:
+    """A candidate whose first (default) trial raised: why, and the table rows named."""
+
+    name: str
+    reason: str
+    rows: list[int] = field(default_factory=list)
+
+
+class SearchFailedError(RuntimeError):
+    """No trial finished; ``failures`` lists the candidates that raised."""
+
+    def __init__(self, message: str, failures: list[SearchFailure]) -> None:
+        super().__init__(message)
+        self.failures = failures
+
+
+@dataclass
 class SearchResult:
     """The leaderboard (best first) and how to rebuild the winning configuration."""
 
@@ -146,6 +164,7 @@ class SearchResult:
     folds: list[Fold] = field(repr=False)
     study: optuna.Study = field(repr=False)
     _build: Callable[[str, dict[str, Any]], Any] = field(repr=False)
+    failures: list[SearchFailure] = field(default_factory=list)
 
     @property
     def best(self) -> LeaderboardRow:
@@ -198,6 +217,7 @@ def search(
     n_boot: int = 500,
     quiet: bool = False,
     console: Console | None = None,
+    row_numbers: np.ndarray | None = None,
 ) -> SearchResult:
     """Search models and hyperparameters within a wall-time budget.
 
@@ -219,6 +239,11 @@ def search(
     n_boot : bootstrap resamples for the leaderboard's confidence intervals.
     quiet : no progress bar.
     console : where the progress bar is drawn (default standard error).
+    row_numbers : the table row of each row of ``X``, for the rows that errors raised
+        inside a fold name (default: 1-based positions in ``X``).
+
+    A candidate whose default trial raises is left out of the search and listed in
+    ``SearchResult.failures``; a tuned trial that raises is discarded.
 
     Returns
     -------
@@ -236,6 +261,8 @@ def search(
     score = _scorer(metric, classes.size)
     sign = -1.0 if metric in _LOWER_IS_BETTER else 1.0
     n_samples = len(y)
+    labels = np.arange(1, n_samples + 1) if row_numbers is None else np.asarray(row_numbers)
+    failures: dict[str, SearchFailure] = {}
 
     def build(name: str, params: dict[str, Any]) -> Any:
         return raw_member(name, seed, class_weight, n_samples, preprocessor, **params)
@@ -267,6 +294,8 @@ def search(
         space = SEARCH_SPACES.get(name)
         params = {} if trial.user_attrs.get("defaults") or space is None else space(trial)
         trial.set_user_attr("params", {k: _jsonable(v) for k, v in params.items()})
+        if name in failures:
+            raise optuna.TrialPruned(f"{name} failed with its defaults")
         known = durations[name]
         if known and time.perf_counter() + min(known) > deadline:
             raise optuna.TrialPruned("not enough budget left for this candidate")
@@ -279,8 +308,18 @@ def search(
                     raise optuna.TrialPruned("the budget ran out during this trial")
                 tick(f"trial {trial.number}: {name} fold {k + 1}/{len(folds)}")
                 sub_groups = None if groups_array is None else groups_array[train]
+                rows = train
                 fitted = fit_member(clone(estimator), take_rows(X, train), y[train], sub_groups)
+                rows = test
                 proba[test] = aligned_proba(fitted, take_rows(X, test), classes)
+        except optuna.TrialPruned:
+            raise
+        except Exception as err:  # the candidate is reported, the search goes on
+            if trial.user_attrs.get("defaults"):
+                message, named = in_table_rows(str(err), labels[rows])
+                reason = f"fold {k + 1} of {len(folds)}: {type(err).__name__}: {message}"
+                failures[name] = SearchFailure(name, reason, named)
+            raise optuna.TrialPruned(f"{name} raised {type(err).__name__}") from err
         finally:
             spent[name] += time.perf_counter() - trial_start
         durations[name].append(time.perf_counter() - trial_start)
@@ -291,7 +330,7 @@ def search(
         best = _best_text(study, metric, sign)
         tick(f"{len(study.trials)} trials{best}")
         cheapest = min((min(d) for d in durations.values() if d), default=0.0)
-        if time.perf_counter() + cheapest > deadline:
+        if time.perf_counter() + cheapest > deadline or len(failures) == len(candidates):
             study.stop()
 
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=len(candidates) + 5)
@@ -313,6 +352,10 @@ def search(
     leaderboard = _leaderboard(
         study, oof_by_trial, spent, y_index, groups_array, metric, sign, n_boot, seed
     )
+    if not leaderboard and failures:
+        listed = "; ".join(f"{f.name}: {f.reason}" for f in failures.values())
+        message = f"no candidate finished a trial ({listed})"
+        raise SearchFailedError(message, list(failures.values()))
     if not leaderboard:
         raise RuntimeError(
             f"no trial finished within the budget of {seconds:.0f}s; "
@@ -326,6 +369,7 @@ def search(
         folds=folds,
         study=study,
         _build=build,
+        failures=list(failures.values()),
     )
 
 

@@ -91,7 +91,10 @@ class Validation(_Strict):
     )
     folds: int = Field(5, ge=2, le=20, description="Number of folds for kfold.")
     temporal_cutoff: str | None = Field(
-        None, description="Date/time cut-off for temporal validation (ISO format)."
+        None,
+        description="Date/time cut-off for temporal validation (ISO format); rows on or "
+        "after it are held out. When omitted it is resolved from temporal_fraction and "
+        "written into the resolved spec.",
     )
     temporal_fraction: float = Field(
         0.25, gt=0, lt=1, description="Latest fraction held out when no cut-off is given."
@@ -189,6 +192,14 @@ class StudySpec(_Strict):
         None, description="Feature columns and their kinds; inferred from the data when omitted."
     )
     exclude: list[str] = Field(default_factory=list, description="Columns never used as features.")
+    limits: dict[str, dict[Literal["min", "max"], float]] | None = Field(
+        None,
+        description=(
+            "Physical limits of numeric features, e.g. {sbp: {min: 40, max: 300}}: values "
+            "outside are impossible and refused in training, hold-out and prediction rows. "
+            "Replaces the built-in limit of a feature (age: 0 to 130 years)."
+        ),
+    )
     validation: Validation = Field(
         default_factory=Validation, description="How performance is estimated (see Validation)."
     )
@@ -224,7 +235,17 @@ class StudySpec(_Strict):
         (0.01, 0.6), description="Risk-threshold range of the decision curve."
     )
     leakage_auroc: float = Field(
-        0.99, gt=0.5, le=1, description="Warn when one feature alone reaches this AUROC."
+        0.99,
+        gt=0.5,
+        le=1,
+        description="A feature that alone reaches this AUROC is treated as likely leakage: "
+        "the study stops with an error naming it, unless keep_leaky_columns lists it.",
+    )
+    keep_leaky_columns: list[str] = Field(
+        default_factory=list,
+        description="Columns kept as features although they alone reach leakage_auroc "
+        "(a deliberate choice, e.g. a known strong predictor); calibration intercept and "
+        "slope are then marked as not meaningful instead of reported.",
     )
     seed: int = Field(0, description="Random seed: same spec + data + seed gives same results.")
     bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples for confidence intervals.")
@@ -233,7 +254,10 @@ class StudySpec(_Strict):
         description="Explanations, fairness audit, conformal sets, overfitting checks, model card.",
     )
     output_dir: Path | None = Field(
-        None, description="Where results go; default runs/<name> under the working directory."
+        None,
+        description="The folder results go to (report.html, metrics.json, model/); default "
+        "runs/<name> under the working directory. `medpredict run --output-dir D` writes to "
+        "D/<name> instead.",
     )
 
     @model_validator(mode="after")

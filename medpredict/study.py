@@ -19,8 +19,11 @@ True
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,17 +37,27 @@ from sklearn.pipeline import Pipeline
 from medpredict import __version__
 from medpredict.data.cohort import Cohort, build_cohort, build_external, load_table
 from medpredict.data.datasets import DATASETS
+from medpredict.data.errors import DataError
 from medpredict.data.loading import frame_sha256, read_table
 from medpredict.encoders.tabular import build_preprocessor
 from medpredict.evaluation.bootstrap import Estimate, bootstrap, bootstrap_weighted
 from medpredict.evaluation.metrics import (
     HIGHER_IS_BETTER,
+    SEPARATION_UNDEFINED,
     multiclass_metrics,
     recalibration_fit,
+    separates_perfectly,
     threshold_for_sensitivity,
     threshold_for_specificity,
 )
-from medpredict.evaluation.splits import Fold, internal_folds, site_folds, temporal_split
+from medpredict.evaluation.splits import (
+    Fold,
+    in_table_rows,
+    internal_folds,
+    site_folds,
+    temporal_boundary,
+    temporal_split,
+)
 from medpredict.evaluation.weighted import BinaryScorer
 from medpredict.models.ensembles import fit_member
 from medpredict.models.registry import make_model, takes_raw_input
@@ -53,6 +66,47 @@ from medpredict.registry import save_model
 from medpredict.spec import ModelSpec, StudySpec
 from medpredict.trust import assess
 from medpredict.versions import library_versions
+
+
+class CandidateWarning(UserWarning):
+    """A candidate model failed and was left out; the study went on without it."""
+
+
+class CandidatesFailedError(DataError):
+    """Every candidate model failed; the message lists each one's reason."""
+
+
+@dataclass(frozen=True)
+class NotMeaningful(Estimate):
+    """A metric the predictions make meaningless, shown as the reason instead of a number."""
+
+    reason: str = ""
+
+    def __str__(self) -> str:
+        return f"not meaningful ({self.reason})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"value": None, "low": None, "high": None, "not_meaningful": self.reason}
+
+
+@dataclass
+class CandidateFailure:
+    """A candidate that could not be evaluated: why, and the table rows the error names."""
+
+    name: str
+    reason: str
+    rows: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reason": self.reason, "rows": self.rows}
+
+
+class FoldError(Exception):
+    """A model failed inside a fold; the message names the fold and the table rows."""
+
+    def __init__(self, message: str, rows: list[int]) -> None:
+        super().__init__(message)
+        self.rows = rows
 
 
 @dataclass
@@ -96,6 +150,8 @@ class StudyResult:
     search: Any = None
     model_dir: Path | None = None
     report_path: Path | None = None
+    failures: list[CandidateFailure] = field(default_factory=list)
+    temporal: dict[str, Any] | None = None
 
     @property
     def best(self) -> CandidateResult:
@@ -172,16 +228,31 @@ def cross_validate(
     """
     oof = np.full((len(cohort.y), n_classes), np.nan)
     fitted, seconds = [], 0.0
-    for train, test in folds:
+    for k, (train, test) in enumerate(folds):
         estimator = clone(pipeline)
         start = time.perf_counter()
         groups = None if cohort.groups is None else cohort.groups[train]
-        fit_member(estimator, cohort.X.iloc[train], cohort.y[train], groups)
+        where = f"fold {k + 1} of {len(folds)}"
+        with _table_rows(f"{where}, training", cohort.row_numbers[train]):
+            fit_member(estimator, cohort.X.iloc[train], cohort.y[train], groups)
         seconds += time.perf_counter() - start
-        oof[test] = estimator.predict_proba(cohort.X.iloc[test])
+        with _table_rows(f"{where}, predicting", cohort.row_numbers[test]):
+            oof[test] = estimator.predict_proba(cohort.X.iloc[test])
         fitted.append(estimator)
         on_fold()
     return oof, fitted, seconds
+
+
+@contextmanager
+def _table_rows(where: str, row_numbers: np.ndarray) -> Iterator[None]:
+    """Re-raise an error as :class:`FoldError` naming ``where`` and the table rows."""
+    try:
+        yield
+    except FoldError:
+        raise
+    except Exception as err:
+        message, rows = in_table_rows(str(err), row_numbers)
+        raise FoldError(f"{where}: {type(err).__name__}: {message}", rows) from err
 
 
 def score_with_ci(
@@ -207,9 +278,10 @@ def score_with_ci(
     return bootstrap_weighted(scorer, y, n_boot=spec.bootstrap, seed=spec.seed, groups=groups)
 
 
-def _select(candidates: dict[str, CandidateResult], metric: str) -> str:
+def _ranked(candidates: dict[str, CandidateResult], metric: str) -> list[str]:
+    """Candidate names, best first by ``metric``."""
     sign = 1 if HIGHER_IS_BETTER.get(metric, True) else -1
-    return max(candidates, key=lambda n: sign * candidates[n].metrics[metric].value)
+    return sorted(candidates, key=lambda n: -sign * candidates[n].metrics[metric].value)
 
 
 def _paired_deltas(
@@ -267,11 +339,103 @@ def _partition(cohort: Cohort, spec: StudySpec) -> tuple[Cohort, list[Fold], Coh
     return development, folds, temporal
 
 
+def _resolve_cutoff(spec: StudySpec, cohort: Cohort) -> StudySpec:
+    """The spec with the temporal cut-off actually used written into it."""
+    if spec.validation.scheme != "temporal":
+        return spec
+    v = spec.validation
+    boundary = temporal_boundary(cohort.times, v.temporal_cutoff, v.temporal_fraction)
+    validation = v.model_copy(update={"temporal_cutoff": boundary.isoformat()})
+    return spec.model_copy(update={"validation": validation})
+
+
+def temporal_summary(
+    spec: StudySpec, development: Cohort, temporal: Cohort | None
+) -> dict[str, Any] | None:
+    """The temporal cut-off and each side's date range and row count."""
+    if temporal is None:
+        return None
+
+    def side(cohort: Cohort) -> dict[str, Any]:
+        return {
+            "rows": len(cohort.y),
+            "first": cohort.times.min().isoformat(),
+            "last": cohort.times.max().isoformat(),
+        }
+
+    return {
+        "cutoff": spec.validation.temporal_cutoff,
+        "development": side(development),
+        "temporal": side(temporal),
+    }
+
+
+def temporal_text(summary: dict[str, Any]) -> str:
+    """``cut-off 2020-01-01: development 2019-01-02 to 2019-12-30 (140 rows); ...``."""
+
+    def side(label: str, part: dict[str, Any]) -> str:
+        return f"{label} {part['first'][:10]} to {part['last'][:10]} ({part['rows']} rows)"
+
+    return (
+        f"cut-off {summary['cutoff'][:19].replace('T00:00:00', '').replace('T', ' ')}: "
+        f"{side('development', summary['development'])}; "
+        f"{side('temporal validation', summary['temporal'])}"
+    )
+
+
+def _check_leaky_columns(spec: StudySpec, cohort: Cohort) -> list[str]:
+    """Stop on likely leakage the spec does not keep; the kept leaky columns."""
+    refused = {
+        name: value
+        for name, value in cohort.quality.leaky_columns.items()
+        if name not in spec.keep_leaky_columns
+    }
+    if refused:
+        listed = ", ".join(f"{name!r} (AUROC {value:.3f})" for name, value in refused.items())
+        names = ", ".join(refused)
+        raise DataError(
+            f"likely leakage: column(s) {listed} alone predict the target {spec.target!r}; "
+            "a value recorded after, or derived from, the outcome would make every result "
+            f"meaningless. Remove it (exclude: [{names}]) or, if it is a genuine predictor, "
+            f"keep it deliberately with keep_leaky_columns: [{names}]"
+        )
+    return list(cohort.quality.leaky_columns)
+
+
+def _mark_separation(
+    metrics: dict[str, Estimate], y: np.ndarray, proba: np.ndarray, kept_leaky: list[str]
+) -> dict[str, Estimate]:
+    """Replace the calibration metrics perfect separation makes meaningless."""
+    if proba.shape[1] != 2:
+        return metrics
+    if separates_perfectly(y, proba[:, 1]):
+        reason = "the predictions separate the classes perfectly"
+    elif kept_leaky:
+        reason = f"kept leaky column(s) {', '.join(kept_leaky)}"
+    else:
+        return metrics
+    nan = float("nan")
+    return {
+        k: NotMeaningful(nan, nan, nan, reason) if k in SEPARATION_UNDEFINED else v
+        for k, v in metrics.items()
+    }
+
+
 def _score_holdout(
-    kind: str, holdout: Cohort, final_model: Any, spec: StudySpec, thresholds: dict[str, float]
+    kind: str,
+    holdout: Cohort,
+    final_model: Any,
+    spec: StudySpec,
+    thresholds: dict[str, float],
+    kept_leaky: list[str],
 ) -> HoldoutResult:
-    proba = final_model.predict_proba(holdout.X)
+    try:
+        proba = final_model.predict_proba(holdout.X)
+    except DataError as err:
+        message, _ = in_table_rows(str(err), holdout.row_numbers)
+        raise DataError(f"{kind} validation: {message}") from err
     metrics = score_with_ci(spec, holdout.y, proba, thresholds, holdout.groups)
+    metrics = _mark_separation(metrics, holdout.y, proba, kept_leaky)
     return HoldoutResult(kind=kind, cohort=holdout, proba=proba, metrics=metrics)
 
 
@@ -283,34 +447,41 @@ def _scored(
     oof: np.ndarray,
     seconds: float,
     fitted: list[Any],
+    kept_leaky: list[str],
 ) -> CandidateResult:
     thresholds = (
         operating_thresholds(spec, development.y, oof[:, 1]) if spec.task == "binary" else {}
     )
     metrics = score_with_ci(spec, development.y, oof, thresholds, development.groups)
+    metrics = _mark_separation(metrics, development.y, oof, kept_leaky)
     return CandidateResult(name, estimator, oof, metrics, thresholds, seconds, fitted)
 
 
 def _searched_candidates(
-    spec: StudySpec, development: Cohort, folds: list[Fold], quiet: bool
-) -> tuple[dict[str, CandidateResult], Any]:
+    spec: StudySpec, development: Cohort, folds: list[Fold], quiet: bool, kept_leaky: list[str]
+) -> tuple[dict[str, CandidateResult], list[CandidateFailure], Any]:
     """Budgeted hyperparameter search; each candidate keeps its best trial."""
-    from medpredict.search import search
+    from medpredict.search import SearchFailedError, search
 
-    searched = search(
-        [m.name for m in spec.model_specs],
-        development.X,
-        development.y,
-        groups=development.groups,
-        cv=folds,
-        budget=spec.budget,
-        metric=spec.selection_metric,
-        seed=spec.seed,
-        class_weight=None if spec.class_weight == "none" else spec.class_weight,
-        preprocessor=build_preprocessor(development.schema, spec.seed),
-        n_boot=min(spec.bootstrap, 500),
-        quiet=quiet,
-    )
+    try:
+        searched = search(
+            [m.name for m in spec.model_specs],
+            development.X,
+            development.y,
+            groups=development.groups,
+            cv=folds,
+            budget=spec.budget,
+            metric=spec.selection_metric,
+            seed=spec.seed,
+            class_weight=None if spec.class_weight == "none" else spec.class_weight,
+            preprocessor=build_preprocessor(development.schema, spec.seed),
+            n_boot=min(spec.bootstrap, 500),
+            quiet=quiet,
+            row_numbers=development.row_numbers,
+        )
+    except SearchFailedError as err:
+        raise _all_failed(spec, [_searched_failure(f) for f in err.failures]) from None
+    failures = [_searched_failure(f) for f in searched.failures]
     candidates = {
         row.name: _scored(
             spec,
@@ -320,26 +491,44 @@ def _searched_candidates(
             row.oof_proba,
             row.seconds,
             [],
+            kept_leaky,
         )
         for row in searched.leaderboard
     }
-    return candidates, searched
+    return candidates, failures, searched
 
 
-def run_study(spec: StudySpec, quiet: bool = False, save: bool = True) -> StudyResult:
-    """Run the whole study described by ``spec``; see the module docstring."""
-    started = time.perf_counter()
-    frame = load_table(spec)
-    cohort = build_cohort(frame, spec)
-    development, folds, temporal = _partition(cohort, spec)
-    n_classes = len(cohort.classes)
+def _searched_failure(failure: Any) -> CandidateFailure:
+    return _failure(failure.name, FoldError(failure.reason, failure.rows), "search")
+
+
+def _failure(name: str, err: Exception, stage: str) -> CandidateFailure:
+    """Record and announce a failed candidate."""
+    rows = err.rows if isinstance(err, FoldError) else []
+    reason = str(err) if isinstance(err, FoldError) else f"{type(err).__name__}: {err}"
+    failure = CandidateFailure(name, f"{stage}: {reason}", rows)
+    warnings.warn(
+        f"candidate {name} failed and was left out ({failure.reason})",
+        CandidateWarning,
+        stacklevel=3,
+    )
+    return failure
+
+
+def _cross_validated_candidates(
+    spec: StudySpec,
+    development: Cohort,
+    folds: list[Fold],
+    progress: StudyProgress,
+    kept_leaky: list[str],
+    on_candidate: Callable[[dict[str, CandidateResult], list[CandidateFailure]], None],
+) -> tuple[dict[str, CandidateResult], list[CandidateFailure]]:
+    """Every candidate's out-of-fold results; one that fails is recorded, not fatal."""
     candidates: dict[str, CandidateResult] = {}
-    searched = None
-    if spec.budget:
-        candidates, searched = _searched_candidates(spec, development, folds, quiet)
-
-    with StudyProgress(quiet=quiet) as progress:
-        for model in spec.model_specs if searched is None else []:
+    failures: list[CandidateFailure] = []
+    n_classes = len(development.classes)
+    for model in spec.model_specs:
+        try:
             pipeline = build_pipeline(development, model, spec)
             task = progress.stage(f"cross-validating {model.name}", total=len(folds))
             oof, fitted, seconds = cross_validate(
@@ -347,23 +536,84 @@ def run_study(spec: StudySpec, quiet: bool = False, save: bool = True) -> StudyR
             )
             progress.stage(f"bootstrapping {model.name}", total=None)
             candidates[model.name] = _scored(
-                spec, development, model.name, pipeline, oof, seconds, fitted
+                spec, development, model.name, pipeline, oof, seconds, fitted, kept_leaky
             )
+        except Exception as err:  # reported with the others' results
+            failures.append(_failure(model.name, err, "cross-validation"))
+        on_candidate(candidates, failures)
+    return candidates, failures
 
-        best = _select(candidates, spec.selection_metric)
+
+def _refit_best(
+    spec: StudySpec,
+    development: Cohort,
+    candidates: dict[str, CandidateResult],
+    failures: list[CandidateFailure],
+    progress: StudyProgress,
+) -> tuple[str, Any]:
+    """Refit the best candidate on all development data, the next one if that fails."""
+    for name in _ranked(candidates, spec.selection_metric):
+        progress.stage(f"refitting {name} on all development data", total=None)
+        try:
+            with _table_rows("all development data", development.row_numbers):
+                model = clone(candidates[name].estimator)
+                return name, fit_member(model, development.X, development.y, development.groups)
+        except Exception as err:  # the next-best candidate is tried
+            failures.append(_failure(name, err, "refit"))
+    raise _all_failed(spec, failures)
+
+
+def _all_failed(spec: StudySpec, failures: list[CandidateFailure]) -> CandidatesFailedError:
+    listed = "; ".join(f"{f.name}: {f.reason}" for f in failures)
+    return CandidatesFailedError(
+        f"study {spec.name!r}: no candidate model could be evaluated ({listed})"
+    )
+
+
+def run_study(spec: StudySpec, quiet: bool = False, save: bool = True) -> StudyResult:
+    """Run the whole study described by ``spec``; see the module docstring.
+
+    A candidate that fails is left out with a :class:`CandidateWarning` and listed in
+    ``StudyResult.failures`` (and the report); the study selects among the others and
+    raises :class:`CandidatesFailedError` only when every candidate failed.
+    """
+    started = time.perf_counter()
+    frame = load_table(spec)
+    cohort = build_cohort(frame, spec)
+    kept_leaky = _check_leaky_columns(spec, cohort)
+    spec = _resolve_cutoff(spec, cohort)
+    development, folds, temporal = _partition(cohort, spec)
+
+    def record(candidates: dict[str, CandidateResult], failures: list[CandidateFailure]) -> None:
+        if save:
+            _write_progress(spec, candidates, failures)
+
+    searched = None
+    with StudyProgress(quiet=quiet) as progress:
+        if spec.budget:
+            candidates, failures, searched = _searched_candidates(
+                spec, development, folds, quiet, kept_leaky
+            )
+        else:
+            candidates, failures = _cross_validated_candidates(
+                spec, development, folds, progress, kept_leaky, record
+            )
+        if not candidates:
+            raise _all_failed(spec, failures)
+        best, final_model = _refit_best(spec, development, candidates, failures, progress)
         _paired_deltas(spec, development, candidates, best)
-        progress.stage(f"refitting {best} on all development data", total=None)
-        final_model = fit_member(
-            clone(candidates[best].estimator), development.X, development.y, development.groups
-        )
 
         holdouts = []
         thresholds = candidates[best].thresholds
         if temporal is not None:
-            holdouts.append(_score_holdout("temporal", temporal, final_model, spec, thresholds))
+            holdouts.append(
+                _score_holdout("temporal", temporal, final_model, spec, thresholds, kept_leaky)
+            )
         if spec.validation.external is not None:
             external = build_external(read_table(spec.validation.external), spec, cohort)
-            holdouts.append(_score_holdout("external", external, final_model, spec, thresholds))
+            holdouts.append(
+                _score_holdout("external", external, final_model, spec, thresholds, kept_leaky)
+            )
 
     result = StudyResult(
         spec=spec,
@@ -376,6 +626,8 @@ def run_study(spec: StudySpec, quiet: bool = False, save: bool = True) -> StudyR
         data_sha256=frame_sha256(frame),
         seconds=0.0,
         search=searched,
+        failures=failures,
+        temporal=temporal_summary(spec, development, temporal),
     )
     with StudyProgress(quiet=quiet) as progress:
         progress.stage("explanations, fairness, conformal sets, model card", total=None)
@@ -467,6 +719,8 @@ def model_metadata(result: StudyResult) -> dict[str, Any]:
             h.kind: {k: v.to_dict() for k, v in h.metrics.items()} for h in result.holdouts
         },
         "training_rows": len(result.cohort.y),
+        "temporal_validation": result.temporal,
+        "failed_candidates": {f.name: f.to_dict() for f in result.failures},
         "training_data_sha256": result.data_sha256,
         "intended_use": spec.intended_use,
         "versions": library_versions(),
@@ -482,15 +736,9 @@ def metrics_summary(result: StudyResult) -> dict[str, Any]:
         "selection_metric": result.spec.selection_metric,
         "rows": len(result.cohort.y),
         "seconds": round(result.seconds, 2),
-        "candidates": {
-            name: {
-                "metrics": {k: v.to_dict() for k, v in c.metrics.items()},
-                "thresholds": c.thresholds,
-                "fit_seconds": round(c.fit_seconds, 3),
-                "delta_vs_best": c.delta_vs_best.to_dict() if c.delta_vs_best else None,
-            }
-            for name, c in result.candidates.items()
-        },
+        "candidates": _candidates_summary(result.candidates),
+        "failed_candidates": {f.name: f.to_dict() for f in result.failures},
+        "temporal_validation": result.temporal,
         "holdouts": {
             h.kind: {
                 "rows": len(h.cohort.y),
@@ -501,10 +749,35 @@ def metrics_summary(result: StudyResult) -> dict[str, Any]:
     }
 
 
+def _candidates_summary(candidates: dict[str, CandidateResult]) -> dict[str, Any]:
+    return {
+        name: {
+            "metrics": {k: v.to_dict() for k, v in c.metrics.items()},
+            "thresholds": c.thresholds,
+            "fit_seconds": round(c.fit_seconds, 3),
+            "delta_vs_best": c.delta_vs_best.to_dict() if c.delta_vs_best else None,
+        }
+        for name, c in candidates.items()
+    }
+
+
+def _write_progress(
+    spec: StudySpec, candidates: dict[str, CandidateResult], failures: list[CandidateFailure]
+) -> None:
+    """metrics.json while the study runs, so finished candidates survive an interruption."""
+    spec.run_dir.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "study": spec.name,
+        "status": "running: candidates evaluated so far",
+        "selection_metric": spec.selection_metric,
+        "candidates": _candidates_summary(candidates),
+        "failed_candidates": {f.name: f.to_dict() for f in failures},
+    }
+    (spec.run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+
+
 def write_outputs(result: StudyResult) -> None:
     """Write the model directory, metrics.json and report.html under the run folder."""
-    import json
-
     from medpredict.report.study_report import write_report
 
     run_dir = result.spec.run_dir

@@ -24,7 +24,7 @@ from medpredict.imaging.backbones import (
 )
 from medpredict.imaging.cohort import load_medmnist
 from medpredict.imaging.encoder import PretrainedImageEncoder
-from medpredict.imaging.ensemble import AveragedImageModels
+from medpredict.imaging.ensemble import AveragedImageModels, network_weights
 from medpredict.imaging.gradcam import grad_cam, gradcam_section
 from medpredict.imaging.models import image_cnn
 from medpredict.imaging.study import run_image_study
@@ -205,9 +205,15 @@ def test_averaged_probe_and_network_saves_and_explains(tmp_path, small):
     assert model.members_[1].fit_log_ == alone.fit_log_  # the network got the validation split
     members = [m.predict_proba(val.images) for m in model.members_]
     np.testing.assert_allclose(model.predict_proba(val.images), np.mean(members, axis=0))
-    loaded = load_model(save_model(tmp_path / "avg", model, {"name": "a"})).estimator
+    path = save_model(tmp_path / "avg", model, {"name": "a"}, network_weights(model))
+    loaded = load_model(path).estimator
     np.testing.assert_allclose(loaded.predict_proba(val.images), model.predict_proba(val.images),
                                rtol=1e-6)
+    # the network member's backbone is stored as safetensors and loads back on its own
+    assert (path / "weights.safetensors").is_file()
+    backbone = build_backbone("small_cnn", weights=path / "weights.safetensors")
+    trained = model.members_[1].module_.backbone.state_dict()
+    assert all(torch.equal(backbone.state_dict()[k], v) for k, v in trained.items())
     cams = grad_cam(model, val.images[:4])
     assert cams.shape == (4, 28, 28) and cams.min() >= 0 and cams.max() <= 1
 

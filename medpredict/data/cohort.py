@@ -16,6 +16,7 @@ Examples
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,7 @@ class DataQuality:
     class_counts: dict[str, int] = field(default_factory=dict)
     events_per_variable: float = float("nan")
     warnings: list[str] = field(default_factory=list)
+    leaky_columns: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
@@ -168,11 +170,12 @@ def _check_uninformative(X: pd.DataFrame, schema: Schema, quality: DataQuality) 
     return keep
 
 
-def _check_leakage(X: pd.DataFrame, y: np.ndarray, schema: Schema, limit: float) -> list[str]:
-    """Warn about single features that separate the outcome almost perfectly."""
-    found = []
+def _check_leakage(
+    X: pd.DataFrame, y: np.ndarray, schema: Schema, spec: StudySpec, quality: DataQuality
+) -> None:
+    """Record (and warn about) single features that separate the outcome almost perfectly."""
     if len(np.unique(y)) != 2:
-        return found
+        return
     for f in schema.features:
         column = X[f.name]
         if f.kind in ("numeric", "boolean"):
@@ -184,14 +187,63 @@ def _check_leakage(X: pd.DataFrame, y: np.ndarray, schema: Schema, limit: float)
             continue
         value = auroc(y.astype(float), score)
         value = max(value, 1 - value)
-        if value >= limit:
+        if value >= spec.leakage_auroc:
             message = (
                 f"column {f.name!r} alone predicts the target with AUROC {value:.3f}: "
                 "check that it is not recorded after, or derived from, the outcome (leakage)"
             )
+            if f.name in spec.keep_leaky_columns:
+                message += "; kept as listed in keep_leaky_columns"
             warnings.warn(message, DataWarning, stacklevel=3)
-            found.append(message)
-    return found
+            quality.warnings.append(message)
+            quality.leaky_columns[f.name] = float(value)
+
+
+def _date_shape(value: str) -> str:
+    """``"N/N/N"`` for ``10/23/64`` or ``3/2/94``, ``"YYYY-N-N"`` for ``1994-03-02``."""
+    date = re.split(r"[ T]", value.strip(), maxsplit=1)[0]
+    return re.sub(r"\d{1,2}", "N", re.sub(r"\d{3,}", "YYYY", date))
+
+
+def _date_shapes(raw: pd.Series) -> pd.Series:
+    """The :func:`_date_shape` of each text value (dates read from files as text)."""
+    return raw[raw.map(lambda v: isinstance(v, str))].map(_date_shape)
+
+
+def _parse_dates(raw: pd.Series) -> pd.Series:
+    """Dates of one format parsed as that format; mixed formats value by value."""
+    mixed = _date_shapes(raw).nunique() > 1
+    return pd.to_datetime(raw, errors="coerce", format="mixed" if mixed else None)
+
+
+def _check_dates(raw: pd.Series, times: pd.Series, column: str, quality: DataQuality) -> None:
+    """Warn about dates whose century or order may be read wrongly."""
+    found = []
+    shapes = _date_shapes(raw)
+    text = raw[shapes.index].astype(str)
+    two_digit = text[~shapes.str.contains("YYYY")]
+    if len(two_digit):
+        found.append(
+            f"time column {column!r} has 2-digit years in {len(two_digit)} row(s) (e.g. "
+            f"{two_digit.iloc[0]!r} read as {times[two_digit.index[0]].date()}); the century is "
+            "guessed, which can scramble the time order: write 4-digit (ISO) dates"
+        )
+    if shapes.nunique() > 1:
+        examples = text.groupby(shapes.to_numpy()).first()
+        found.append(
+            f"time column {column!r} mixes date formats "
+            f"({', '.join(f'{shape} e.g. {value!r}' for shape, value in examples.items())}); "
+            "check that day, month and year are read consistently"
+        )
+    span = times.max() - times.min()
+    if span > pd.Timedelta(days=round(50 * 365.25)):
+        found.append(
+            f"time column {column!r} spans {span.days / 365.25:.0f} years "
+            f"({times.min().date()} to {times.max().date()}); check the dates' centuries"
+        )
+    for message in found:
+        warnings.warn(message, DataWarning, stacklevel=3)
+        quality.warnings.append(message)
 
 
 def build_cohort(frame: pd.DataFrame, spec: StudySpec) -> Cohort:
@@ -229,16 +281,16 @@ def build_cohort(frame: pd.DataFrame, spec: StudySpec) -> Cohort:
     columns = _feature_columns(kept, spec)
     if not columns:
         raise DataError("no feature columns left: declare features or check exclude")
-    schema = Schema.infer(kept[columns], declared=spec.features)
+    schema = Schema.infer(kept[columns], declared=spec.features, limits=spec.limits)
     X = schema.coerce(kept[columns])
     keep = _check_uninformative(X, schema, quality)
     schema = Schema([f for f in schema.features if f.name in keep])
     X = X[keep]
-    quality.warnings += _check_leakage(X, y, schema, spec.leakage_auroc)
+    _check_leakage(X, y, schema, spec, quality)
 
     times = None
     if spec.time_column:
-        times = pd.to_datetime(kept[spec.time_column], errors="coerce")
+        times = _parse_dates(kept[spec.time_column])
         bad = times.isna() & kept[spec.time_column].notna()
         if bad.any() or times.isna().any():
             rows = (np.flatnonzero(times.isna().to_numpy()) + 1).tolist()
@@ -246,6 +298,7 @@ def build_cohort(frame: pd.DataFrame, spec: StudySpec) -> Cohort:
                 f"time column {spec.time_column!r} has missing or unparseable dates in "
                 f"{describe_rows(rows)}; expected ISO dates such as 2024-03-31"
             )
+        _check_dates(kept[spec.time_column], times, spec.time_column, quality)
 
     counts = np.bincount(y, minlength=len(classes))
     quality.class_counts = {str(c): int(n) for c, n in zip(classes, counts, strict=True)}

@@ -165,6 +165,26 @@ def calibration_intercept_slope(y: np.ndarray, p: np.ndarray) -> tuple[float, fl
     return intercept, slope
 
 
+SEPARATION_UNDEFINED = ("calibration_intercept", "calibration_slope")
+
+
+def separates_perfectly(y: np.ndarray, p: np.ndarray) -> bool:
+    """Whether every event has a higher risk than every non-event (AUROC 1).
+
+    Logistic recalibration then has no finite maximum, so the metrics in
+    :data:`SEPARATION_UNDEFINED` carry no meaning.
+
+    Examples
+    --------
+    >>> separates_perfectly(np.array([0, 1, 1]), np.array([0.2, 0.3, 0.9]))
+    True
+    """
+    y = np.asarray(y).astype(bool)
+    if y.all() or not y.any():
+        return False
+    return bool(p[y].min() > p[~y].max())
+
+
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> float:
     """Weighted mean |observed - predicted| over ``n_bins`` equal-width risk bins."""
     bins = np.minimum((p * n_bins).astype(int), n_bins - 1)

@@ -11,6 +11,8 @@ Examples
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import LeaveOneGroupOut, StratifiedGroupKFold, StratifiedKFold
@@ -18,6 +20,37 @@ from sklearn.model_selection import LeaveOneGroupOut, StratifiedGroupKFold, Stra
 from medpredict.data.errors import DataError
 
 Fold = tuple[np.ndarray, np.ndarray]
+
+_ROWS = re.compile(r"\b(rows?) (\d+(?:, \d+)*)")
+
+
+def in_table_rows(message: str, row_numbers: np.ndarray) -> tuple[str, list[int]]:
+    """Rewrite the 1-based row positions in ``message`` as the table rows they stand for.
+
+    A model fitted on a fold sees only that fold's rows, so the rows its errors name
+    (``"rows 3, 17"``, as written by :func:`~medpredict.data.errors.describe_rows`) are
+    positions in the fold. ``row_numbers`` holds the table row of each fold position.
+
+    Returns
+    -------
+    The rewritten message and the table rows it names.
+
+    Examples
+    --------
+    >>> in_table_rows("no value in rows 1, 3", np.array([78, 90, 97]))
+    ('no value in table rows 78, 97', [78, 97])
+    """
+    named: list[int] = []
+
+    def table(match: re.Match[str]) -> str:
+        positions = [int(p) for p in match.group(2).split(", ")]
+        if min(positions) < 1 or max(positions) > len(row_numbers):
+            return match.group(0)
+        rows = [int(row_numbers[p - 1]) for p in positions]
+        named.extend(rows)
+        return f"table {match.group(1)} {', '.join(map(str, rows))}"
+
+    return _ROWS.sub(table, message), named
 
 
 def assert_patient_disjoint(folds: list[Fold], groups: np.ndarray | None) -> None:
@@ -58,12 +91,16 @@ def site_folds(y: np.ndarray, sites: pd.Series) -> list[Fold]:
     return list(LeaveOneGroupOut().split(np.zeros(len(y)), y, values))
 
 
+def temporal_boundary(times: pd.Series, cutoff: str | None, fraction: float) -> pd.Timestamp:
+    """The cut-off itself, or the time leaving the latest ``fraction`` of rows after it."""
+    if cutoff is not None:
+        return pd.Timestamp(cutoff)
+    return times.quantile(1 - fraction)
+
+
 def temporal_split(times: pd.Series, cutoff: str | None, fraction: float) -> Fold:
     """Development rows (before the cut-off) and later rows for temporal validation."""
-    if cutoff is not None:
-        boundary = pd.Timestamp(cutoff)
-    else:
-        boundary = times.quantile(1 - fraction)
+    boundary = temporal_boundary(times, cutoff, fraction)
     later = (times >= boundary).to_numpy()
     if later.all() or not later.any():
         raise DataError(

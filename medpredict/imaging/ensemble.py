@@ -74,3 +74,26 @@ class AveragedImageModels(ClassifierMixin, BaseEstimator):
     def predict(self, X: Any) -> np.ndarray:
         """The class with the highest averaged probability."""
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+def network_weights(estimator: Any) -> dict[str, bytes]:
+    """Safetensors files of the torch networks in ``estimator``, by file name.
+
+    A network (anything with ``export_weights``) gives ``weights.safetensors``; an
+    :class:`AveragedImageModels` gives its network members' weights, as
+    ``weights.safetensors`` for a single network and ``weights-<member>.safetensors``
+    for several. Each file loads with ``weights=`` on the same backbone.
+    """
+    if hasattr(estimator, "export_weights"):
+        return {"weights.safetensors": estimator.export_weights()}
+    if not isinstance(estimator, AveragedImageModels):
+        return {}
+    check_is_fitted(estimator)
+    networks = [
+        (name, member)
+        for (name, _), member in zip(estimator.members, estimator.members_, strict=True)
+        if hasattr(member, "export_weights")
+    ]
+    if len(networks) == 1:
+        return {"weights.safetensors": networks[0][1].export_weights()}
+    return {f"weights-{name}.safetensors": member.export_weights() for name, member in networks}

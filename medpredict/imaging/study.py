@@ -11,8 +11,9 @@ every candidate on the untouched test split with bootstrap 95% confidence interv
     every candidate's validation and test metrics, fit time and throughput;
 ``model/``
     the selected model (:func:`medpredict.registry.save_model`): weights as NumPy
-    arrays inside ``model.skops`` and, for networks, the backbone as
-    ``weights.safetensors``, every file hashed in ``MANIFEST.json``.
+    arrays inside ``model.skops`` and, for networks (also the network of an averaged
+    ``probe_finetune``), the backbone as ``weights.safetensors``, every file hashed in
+    ``MANIFEST.json``.
 
 For a binary task, risk is the probability of the cohort's ``positive_label`` (for
 BreastMNIST: label 0, malignant), and AUROC measures detection of that class.
@@ -54,7 +55,7 @@ from medpredict.evaluation.metrics import (
     threshold_for_sensitivity,
 )
 from medpredict.imaging.cohort import ImageCohort
-from medpredict.imaging.ensemble import accepts_validation
+from medpredict.imaging.ensemble import accepts_validation, network_weights
 from medpredict.imaging.gradcam import gradcam_section
 from medpredict.models.deep.training import inner_split
 from medpredict.registry import save_model
@@ -327,9 +328,7 @@ def write_image_outputs(result: ImageStudyResult, out_dir: Path, train: ImageCoh
     """Write ``model/``, ``metrics.json`` and ``report.html`` under ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     best = result.best
-    extra = {}
-    if hasattr(best.estimator, "export_weights"):
-        extra["weights.safetensors"] = best.estimator.export_weights()
+    extra = network_weights(best.estimator)
     metadata = _metadata(result, train)
     result.model_dir = save_model(out_dir / "model", best.estimator, metadata, extra)
     summary = {

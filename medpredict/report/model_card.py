@@ -84,6 +84,8 @@ def _format(value: Any) -> str:
     """One value as text: estimates with CIs, numbers to 3 decimals, lists joined."""
     if hasattr(value, "to_dict") and not isinstance(value, Mapping):
         value = value.to_dict()
+    if _is_estimate(value) and value.get("not_meaningful"):
+        return f"not meaningful ({value['not_meaningful']})"
     if _is_estimate(value):
         return f"{value['value']:.3f} (95% CI {value['low']:.3f}–{value['high']:.3f})"
     if isinstance(value, float):

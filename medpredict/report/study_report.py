@@ -11,7 +11,7 @@ import yaml
 from medpredict.evaluation.bootstrap import Estimate
 from medpredict.report import plots
 from medpredict.report.html import Section, callout, escape, figure, render, table
-from medpredict.study import validation_text
+from medpredict.study import temporal_text, validation_text
 
 if TYPE_CHECKING:
     from medpredict.study import StudyResult
@@ -46,6 +46,8 @@ def summary_section(result: StudyResult) -> Section:
                 "externally before clinical use."
             )
         )
+    for failure in result.failures:
+        notes.append(callout(f"Candidate {failure.name} failed and was left out: {failure.reason}"))
     for warning in result.cohort.quality.warnings:
         notes.append(callout(warning))
     if result.trust is not None:
@@ -62,6 +64,11 @@ def summary_section(result: StudyResult) -> Section:
         f"Selected model: <b>{escape(result.best_name)}</b> by {escape(spec.selection_metric)} "
         f"of out-of-fold predictions ({validation_text(result)}). Estimates are shown with "
         f"bootstrap 95% confidence intervals ({spec.bootstrap} resamples).</p>"
+        + (
+            f"<p><b>Temporal validation</b>: {escape(temporal_text(result.temporal))}.</p>"
+            if result.temporal
+            else ""
+        )
         + table(rows, ["evaluation", "rows", *_headline(result)[:3]])
         + "".join(notes)
     )
@@ -135,8 +142,18 @@ def comparison_section(result: StudyResult) -> Section:
         "column is a paired bootstrap: an interval that excludes 0 means the selected model "
         "is better beyond chance on this data.</p>"
     )
+    failed = ""
+    if result.failures:
+        failed = "<h3>Failed candidates</h3>" + table(
+            [
+                [f.name, f.reason, ", ".join(map(str, f.rows)) or "—"]
+                for f in result.failures
+            ],
+            ["model", "reason", "table rows named"],
+        )
     return Section(
-        "Model comparison", note + table(rows, header, highlight=names.index(result.best_name))
+        "Model comparison",
+        note + table(rows, header, highlight=names.index(result.best_name)) + failed,
     )
 
 
