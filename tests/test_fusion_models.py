@@ -67,7 +67,7 @@ def cohort() -> tuple[pd.DataFrame, np.ndarray]:
         parts.append(pd.concat([
             _pick(tab.data[TABULAR], tab.target.to_numpy() == 1 - outcome, rng),
             _pick(abstracts[["text"]], abstracts["label"].to_numpy() == (1 if outcome else 4), rng),
-            _pick(pixels, images["train_labels"] == 1 - outcome, rng),
+            _pick(pixels, images["train_labels"].reshape(-1) == 1 - outcome, rng),
             _pick(golub, aml == outcome, rng),
             _pick(wear, np.ones(len(wear), bool), rng),
         ], axis=1))

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def test_study_spec_with_image_column(tmp_path):
     """60 real BreastMNIST training images referenced from a CSV; malignant is the event."""
     path = require_data("images/breastmnist_28.npz")
-    labels = np.load(path)["train_labels"][:60]
+    labels = np.load(path)["train_labels"].reshape(-1)[:60]
     table = pd.DataFrame({
         "image": [f"{path}#train_images/{i}" for i in range(60)],
         "malignant": np.where(labels == 0, "yes", "no"),
