@@ -153,9 +153,12 @@ def predict_frame(
     Returns the ``keep`` columns, then for binary models ``risk`` (probability of the
     positive class), ``predicted_class`` and one ``above_<threshold>`` flag per operating
     point saved with the model; for multi-class models one ``proba_<class>`` column per
-    class and ``predicted_class``.
+    class and ``predicted_class``. Columns the study spec gave a role (outcome, id,
+    patient, time, site, sensitive attributes) are accepted in ``frame`` and passed
+    through after the ``keep`` columns, so the training table's own layout can be scored.
     """
     metadata = loaded.metadata
+    keep = [*(keep or []), *(c for c in role_columns(metadata, frame) if c not in (keep or []))]
     X = validate_input(frame, metadata["schema"], keep)
     if len(X) == 0:
         raise DataError("prediction input has no rows")
@@ -172,6 +175,15 @@ def predict_frame(
             out[f"proba_{name}"] = proba[:, k]
         out["predicted_class"] = predicted_classes(proba, classes)
     return out
+
+
+def role_columns(metadata: dict[str, Any], frame: pd.DataFrame) -> list[str]:
+    """Columns of ``frame`` that the model's study spec named for a role, not as features."""
+    spec = metadata.get("spec") or {}
+    named = [spec.get(k) for k in ("id_column", "patient_column", "time_column", "site_column")]
+    named += [spec.get("target"), *spec.get("sensitive_attributes", [])]
+    features = {f["name"] for f in metadata.get("schema", {}).get("features", [])}
+    return [c for c in dict.fromkeys(named) if c and c in frame.columns and c not in features]
 
 
 def predicted_classes(proba: np.ndarray, classes: list[Any]) -> np.ndarray:

@@ -301,3 +301,21 @@ def test_production_service_refuses_unsigned_models(study, tmp_path, monkeypatch
     _resign_unkeyed(target)
     with pytest.raises(ArtifactError):
         store.reload(study.spec.name)
+
+
+def test_predict_accepts_the_training_tables_own_layout(tmp_path):
+    """Id, sensitive-attribute and outcome columns named by the spec pass through."""
+    table = load_dataset("pima_tr")
+    table.insert(0, "record", [f"p{i}" for i in range(len(table))])
+    table["age_group"] = np.where(table["age"] >= 30, "30+", "<30")
+    table.to_csv(tmp_path / "pima.csv", index=False)
+    spec = parse_spec({
+        "name": "pima-roles", "data": {"path": str(tmp_path / "pima.csv")}, "target": "type",
+        "positive_class": "Yes", "id_column": "record", "sensitive_attributes": ["age_group"],
+        "models": ["logistic_regression"], "bootstrap": 20, "output_dir": str(tmp_path / "run"),
+    })
+    loaded = load_model(run_study(spec, quiet=True).model_dir)
+    scored = predict_frame(loaded, table, keep=["record"])
+    assert list(scored.columns[:3]) == ["record", "type", "age_group"]
+    assert scored["record"].tolist() == table["record"].tolist()
+    assert scored["risk"].between(0, 1).all() and len(scored) == len(table)
