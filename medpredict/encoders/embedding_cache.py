@@ -116,3 +116,24 @@ class EmbeddingCache:
     def __len__(self) -> int:
         self._refresh()
         return len(self._index)
+
+
+_FINGERPRINTS: dict[tuple[str, int, int], str] = {}
+
+
+def weights_fingerprint(folder: Path) -> str:
+    """SHA-256 over the model folder's weight files (memoised by size and mtime)."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.suffix not in (".safetensors", ".bin", ".pt", ".onnx") or not path.is_file():
+            continue
+        stat = path.stat()
+        memo = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        if memo not in _FINGERPRINTS:
+            file_digest = hashlib.sha256()
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 22), b""):
+                    file_digest.update(block)
+            _FINGERPRINTS[memo] = file_digest.hexdigest()
+        digest.update(path.relative_to(folder).as_posix().encode() + _FINGERPRINTS[memo].encode())
+    return digest.hexdigest()

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from medpredict.encoders.embedding_cache import weights_fingerprint
 from medpredict.settings import cache_dir
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -58,7 +59,6 @@ def _export(model_path: str, target: Path) -> None:
 
 def onnx_model_file(model_path: str, quantize: bool) -> Path:
     """Export (once) the model folder's transformer to ONNX; returns the ``.onnx`` file."""
-    from medpredict.encoders.text import weights_fingerprint
 
     folder = cache_dir() / "onnx" / weights_fingerprint(Path(model_path))[:24]
     target = folder / ("model-int8.onnx" if quantize else "model.onnx")

