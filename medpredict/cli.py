@@ -120,20 +120,27 @@ def _read_table(path: Path) -> pd.DataFrame:
 
 def _results_table(results: list[Any]) -> Table:
     grid = Table(title="medpredict results (95% bootstrap CIs)")
-    for column in ("study", "model", "evaluation", "rows", "AUROC", "Brier", "calibration slope"):
+    columns = ("study", "model", "evaluation", "rows", "selection metric", "AUROC", "Brier",
+               "calibration slope")
+    for column in columns:
         grid.add_column(column)
     for r in results:
+        metric = r.spec.selection_metric
         evaluations = [("cross-validated", len(r.cohort.y), r.best.metrics)]
         evaluations += [(h.kind, len(h.cohort.y), h.metrics) for h in r.holdouts]
         for where, rows, metrics in evaluations:
             slope = str(metrics["calibration_slope"]) if "calibration_slope" in metrics else "—"
+            brier = str(metrics["brier"])
+            if r.spec.task == "multiclass":
+                brier += " (multi-class: summed over classes, 0–2)"
             grid.add_row(
                 r.spec.name,
                 r.best_name,
                 where,
                 str(rows),
+                f"{metric} {metrics[metric]}",
                 str(metrics["auroc"]),
-                str(metrics["brier"]),
+                brier,
                 slope,
             )
     return grid
@@ -141,7 +148,7 @@ def _results_table(results: list[Any]) -> Table:
 
 def _run_specs(paths: list[Path], quiet: bool, output_dir: Path | None = None) -> list[Any]:
     from medpredict.spec import load_spec
-    from medpredict.study import run_study
+    from medpredict.study import run_study, temporal_text
 
     results = []
     for path in paths:
@@ -157,6 +164,11 @@ def _run_specs(paths: list[Path], quiet: bool, output_dir: Path | None = None) -
         results.append(result)
     console.print(_results_table(results))
     for r in results:
+        if r.temporal:
+            console.print(
+                f"temporal validation of {r.spec.name}: {temporal_text(r.temporal)}",
+                highlight=False,
+            )
         console.print(f"report for {r.spec.name}: [bold]{r.report_path.resolve()}[/]")
         console.print(f"model for {r.spec.name}: {r.model_dir.resolve()}")
     return results
@@ -167,7 +179,11 @@ def _run_specs(paths: list[Path], quiet: bool, output_dir: Path | None = None) -
 def run(
     spec: Annotated[list[Path], typer.Argument(help="Study spec YAML file(s).", exists=True)],
     output_dir: Annotated[
-        Path | None, typer.Option(help="Folder for results (default: runs/<study name>).")
+        Path | None,
+        typer.Option(
+            help="Parent folder of the results: each study writes to <output-dir>/<study name> "
+            "(default: the spec's output_dir, else runs/<study name>)."
+        ),
     ] = None,
     quiet: QuietOption = False,
 ) -> None:
@@ -178,7 +194,10 @@ def run(
 @app.command()
 @_user_errors
 def demo(
-    output_dir: Annotated[Path, typer.Option(help="Folder for results.")] = Path("runs"),
+    output_dir: Annotated[
+        Path,
+        typer.Option(help="Parent folder of the results: each study writes to <output-dir>/<name>"),
+    ] = Path("runs"),
     quiet: QuietOption = False,
 ) -> None:
     """Run the bundled studies (Wisconsin breast cancer; Pima diabetes with external validation)."""
@@ -228,10 +247,18 @@ def predict(
     console.print(message)
 
 
-@app.command()
-def datasets() -> None:
-    """List the real datasets bundled with medpredict's dependencies (no download)."""
+datasets_app = typer.Typer(help="List datasets; fetch the reference data tests use.")
+app.add_typer(datasets_app, name="datasets")
+
+
+@datasets_app.callback(invoke_without_command=True)
+def datasets(ctx: typer.Context) -> None:
+    """List the bundled datasets (no download) and the reference datasets (``fetch``)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from medpredict.data.datasets import DATASETS
+    from medpredict.data.reference import REFERENCE_DATASETS
+    from medpredict.settings import find_data
 
     grid = Table(title="bundled datasets")
     for column in ("name", "target", "description", "source", "licence"):
@@ -239,6 +266,36 @@ def datasets() -> None:
     for d in DATASETS.values():
         grid.add_row(d.name, d.target, d.description, d.source, d.licence)
     console.print(grid)
+    reference = Table(title="reference datasets (medpredict datasets fetch NAME)")
+    for column in ("name", "MB", "found", "description", "source", "licence"):
+        reference.add_column(column)
+    for r in REFERENCE_DATASETS.values():
+        found = sum(find_data(f.relative) is not None for f in r.files)
+        reference.add_row(r.name, f"{r.size / 1e6:.1f}", f"{found}/{len(r.files)} files",
+                          r.description, r.source, r.licence)
+    console.print(reference)
+
+
+@datasets_app.command("fetch")
+@_user_errors
+def datasets_fetch(
+    names: Annotated[list[str] | None, typer.Argument(help="Reference dataset names.")] = None,
+    all_datasets: Annotated[bool, typer.Option("--all", help="Every reference dataset.")] = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Download reference datasets not found locally, verify their checksums, cache them.
+
+    Looks in MEDPREDICT_DATA_DIR, then ../shared/data, then the cache.
+    Downloads from each file's source, or from MEDPREDICT_DATA_MIRROR if set.
+    """
+    from medpredict.data.download import fetch
+    from medpredict.data.reference import REFERENCE_DATASETS
+
+    if all_datasets == bool(names):
+        raise typer.BadParameter("give dataset names or --all (not both)")
+    paths = fetch(list(REFERENCE_DATASETS) if all_datasets else names or [], quiet=quiet)
+    folders = sorted({str(p.parent) for p in paths})
+    console.print(f"{len(paths)} reference files available under: {', '.join(folders)}")
 
 
 @app.command()
@@ -267,11 +324,24 @@ def spec_reference() -> None:
 def verify(
     model: Annotated[Path, typer.Argument(help="Model directory.")],
 ) -> None:
-    """Check a model directory's files against its sha256 manifest."""
+    """Check a model directory's files, signature and stored types (nothing is loaded)."""
     from medpredict.registry import verify_model
 
-    files = verify_model(model)
-    console.print(f"{model}: {len(files)} file(s) match the manifest")
+    console.print(f"{model}: {verify_model(model).describe()}")
+
+
+@app.command()
+@_user_errors
+def sign(
+    model: Annotated[Path, typer.Argument(help="Model directory.")],
+) -> None:
+    """Sign a model directory's manifest with the key in MEDPREDICT_MODEL_KEY(_FILE).
+
+    Its files are checked against the manifest first; a tampered directory is refused.
+    """
+    from medpredict.registry import sign_model
+
+    console.print(f"{model}: {sign_model(model).describe()}")
 
 
 def main() -> None:
