@@ -22,7 +22,13 @@ from serve_support import keys, pima_model, pima_test_patients
 from typer.testing import CliRunner
 
 from medpredict.serve.app import create_app
-from medpredict.serve.audit import AuditLog, canonical_json, verify_chain
+from medpredict.serve.audit import (
+    CHAIN_KEY_ENV,
+    AuditLog,
+    AuditUnavailableError,
+    canonical_json,
+    verify_chain,
+)
 from medpredict.serve.auth import KeyStore
 from medpredict.serve.cli import audit_app, keys_app
 from medpredict.serve.config import ServeSettings
@@ -156,7 +162,7 @@ def test_removed_tail_is_caught_by_a_recorded_anchor(audited, tmp_path):
     path, _ = audited
     head = verify_chain(f"sqlite:///{path}")
     copy = tampered_copy(path, tmp_path, "DELETE FROM audit_log WHERE seq = 8")
-    assert verify_chain(f"sqlite:///{copy}").ok
+    assert verify_chain(f"sqlite:///{copy}").intact
     report = verify_chain(f"sqlite:///{copy}", anchor=(head.head_seq, head.head_hash))
     assert report.problems == ["row 8 of the recorded anchor is missing"]
 
@@ -205,10 +211,12 @@ def test_audit_verify_command(audited, tmp_path):
     ok = runner.invoke(cli(), ["audit", "verify", "--url", f"sqlite:///{path}"])
     assert ok.exit_code == 0, ok.output
     assert "audit chain intact: 8 rows" in ok.output
+    assert "UNKEYED: row hashes are plain SHA-256" in ok.output
     copy = tampered_copy(path, tmp_path, "UPDATE audit_log SET output = '[]' WHERE seq = 5")
     broken = runner.invoke(cli(), ["audit", "verify", "--url", f"sqlite:///{copy}"])
     assert broken.exit_code == 1
     assert "TAMPERED row 5: contents changed" in broken.output
+    assert "NOT PROTECTED trigger audit_log_no_update is missing" in broken.output
     missing = runner.invoke(cli(), ["audit", "verify", "--url", f"sqlite:///{tmp_path}/no.db"])
     assert missing.exit_code == 2
     assert not (tmp_path / "no.db").exists()
@@ -275,6 +283,187 @@ def test_concurrent_requests_are_batched_and_each_audited(tmp_path):
     assert verify_chain(log.engine).rows == 17
 
 
+# ---- keyed chain: tampering by someone who can write to the database but lacks the key ----
+CHAIN_KEY = "chain-key-kept-away-from-the-database"
+FIELDS = ("seq", "ts", "principal", "action", "model_name", "model_version", "model_sha256",
+          "input_sha256", "output", "prev_hash")
+
+
+def plain_hash(row: dict) -> str:
+    return hashlib.sha256(canonical_json([row[k] for k in FIELDS]).encode()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory) -> Path:
+    """A keyed audit database written by the service (key from the environment)."""
+    path = tmp_path_factory.mktemp("keyed") / "audit.db"
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(CHAIN_KEY_ENV, CHAIN_KEY)
+        settings = ServeSettings(keys_file=keys()["file"], audit_url=f"sqlite:///{path}")
+        client = TestClient(create_app([pima_model()], settings))
+        for patient in pima_test_patients(4):
+            answer = client.post("/v1/models/pima/predict", json={"rows": [patient]},
+                                 headers={"X-API-Key": keys()["clinician"]})
+            assert answer.status_code == 200
+    return path
+
+
+def test_genuine_keyed_log_is_intact(keyed):
+    report = verify_chain(f"sqlite:///{keyed}", chain_key=CHAIN_KEY)
+    assert report.ok and report.keyed and report.rows == 4
+    assert not report.unprotected
+    row = rows_of(keyed)[0]
+    assert row["hash"] == hmac.new(CHAIN_KEY.encode(), canonical_json(
+        [row[k] for k in FIELDS]).encode(), hashlib.sha256).hexdigest()
+
+
+def test_edit_and_recompute_every_hash_without_the_key_is_detected(keyed, tmp_path):
+    """The attacker edits row 2 and rebuilds the whole chain with plain SHA-256."""
+    copy = tampered_copy(keyed, tmp_path)
+    prev = "0" * 64
+    with sqlite3.connect(copy) as connection:
+        for row in rows_of(copy):
+            if row["seq"] == 2:
+                row["output"] = '[{"risk":0.01}]'
+            row["prev_hash"] = prev
+            row["hash"] = prev = plain_hash(row)
+            connection.execute("UPDATE audit_log SET output = ?, prev_hash = ?, hash = ? "
+                               "WHERE seq = ?", (row["output"], row["prev_hash"], row["hash"],
+                                                 row["seq"]))
+    assert verify_chain(f"sqlite:///{copy}").intact  # what an unkeyed check would accept
+    report = verify_chain(f"sqlite:///{copy}", chain_key=CHAIN_KEY)
+    assert not report.ok
+    assert report.problems[:4] == [f"row {n}: hashed without the chain key (forged or "
+                                   "written unkeyed)" for n in range(1, 5)]
+    assert report.unprotected == ["trigger audit_log_no_update is missing",
+                                  "trigger audit_log_no_delete is missing"]
+
+
+def test_appended_forged_row_is_detected_even_with_its_anchor(keyed, tmp_path):
+    copy = tampered_copy(keyed, tmp_path)
+    last = rows_of(copy)[-1]
+    forged = {**last, "seq": last["seq"] + 1, "principal": "dr-mallory",
+              "prev_hash": last["hash"]}
+    forged["hash"] = plain_hash(forged)
+    with sqlite3.connect(copy) as connection:
+        connection.execute(f"INSERT INTO audit_log VALUES ({', '.join('?' * 11)})",
+                           [forged[k] for k in (*FIELDS, "hash")])
+    anchor = (forged["seq"], forged["hash"])
+    report = verify_chain(f"sqlite:///{copy}", anchor=anchor, chain_key=CHAIN_KEY)
+    assert report.problems == ["row 5: hashed without the chain key (forged or written unkeyed)"]
+    wrong = verify_chain(f"sqlite:///{copy}", chain_key="another-key-of-at-least-32-bytes")
+    assert "no row checked verifies with the chain key: wrong key, or the rows were rewritten" \
+        in wrong.problems
+
+
+def test_dropped_triggers_are_reported(keyed, tmp_path, monkeypatch):
+    copy = tampered_copy(keyed, tmp_path)
+    report = verify_chain(f"sqlite:///{copy}", chain_key=CHAIN_KEY)
+    assert report.intact and not report.ok
+    assert report.unprotected == ["trigger audit_log_no_update is missing",
+                                  "trigger audit_log_no_delete is missing"]
+    monkeypatch.setenv(CHAIN_KEY_ENV, CHAIN_KEY)
+    result = CliRunner().invoke(cli(), ["audit", "verify", "--url", f"sqlite:///{copy}"])
+    assert result.exit_code == 1
+    assert "NOT PROTECTED trigger audit_log_no_delete is missing" in result.output
+    assert "audit chain intact: 4 rows" in result.output and "; NOT PROTECTED" in result.output
+
+
+def test_verify_command_with_the_key(keyed, tmp_path, monkeypatch):
+    monkeypatch.setenv(CHAIN_KEY_ENV, CHAIN_KEY)
+    runner = CliRunner()
+    ok = runner.invoke(cli(), ["audit", "verify", "--url", f"sqlite:///{keyed}"])
+    assert ok.exit_code == 0, ok.output
+    assert "keyed: row hashes checked with the chain key (HMAC-SHA256)" in ok.output
+    assert "audit chain intact: 4 rows" in ok.output
+    assert "append-only triggers in place" in ok.output
+    monkeypatch.delenv(CHAIN_KEY_ENV)
+    unkeyed = runner.invoke(cli(), ["audit", "verify", "--url", f"sqlite:///{keyed}"])
+    assert unkeyed.exit_code == 1
+    assert f"the log is keyed (set {CHAIN_KEY_ENV})" in unkeyed.output
+
+
+def test_writer_refuses_to_mix_keys(keyed, audited, tmp_path):
+    copy = tampered_copy(keyed, tmp_path)
+    with pytest.raises(ValueError, match="the log is keyed"):
+        AuditLog(f"sqlite:///{copy}")
+    with pytest.raises(ValueError, match="wrong key, or the log was tampered with"):
+        AuditLog(f"sqlite:///{copy}", chain_key="another-key-of-at-least-32-bytes")
+    with pytest.raises(ValueError, match="written without a chain key"):
+        AuditLog(f"sqlite:///{audited[0]}", chain_key=CHAIN_KEY)
+    with pytest.raises(ValueError, match="at least 32 bytes, got 5"):
+        AuditLog("sqlite://", chain_key="short")
+
+
+# ---- the database file and its availability ------------------------------------------------
+def test_database_files_are_owner_only(tmp_path):
+    """Synthetic outputs; the umask of a typical login shell would allow 0644."""
+    previous = os.umask(0o022)
+    try:
+        path = tmp_path / "private.db"
+        log = AuditLog(f"sqlite:///{path}")
+        log.append("dr-who", "predict", {"name": "m", "version": "1", "sha256": "0" * 64},
+                   "x", {"risk": 0.5})
+        made = [path, Path(f"{path}-wal"), Path(f"{path}-shm")]
+        assert all(p.is_file() for p in made)
+        assert {p: p.stat().st_mode & 0o777 for p in made} == {p: 0o600 for p in made}
+        old = tmp_path / "old.db"
+        sqlite3.connect(old).close()
+        old.chmod(0o644)
+        AuditLog(f"sqlite:///{old}")
+        assert old.stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(previous)
+
+
+def test_locked_database_answers_503_and_withholds_the_prediction(tmp_path):
+    path = tmp_path / "locked.db"
+    settings = ServeSettings(keys_file=keys()["file"], audit_url=f"sqlite:///{path}")
+    client = TestClient(create_app([pima_model()], settings))
+    body = {"rows": pima_test_patients(1)}
+    clinician = {"X-API-Key": keys()["clinician"]}
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        refused = client.post("/v1/models/pima/predict", json=body, headers=clinician)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert refused.status_code == 503
+    assert int(refused.headers["Retry-After"]) > 0
+    assert "predictions" not in refused.json() and "risk" not in refused.text
+    assert rows_of(path) == []
+    answered = client.post("/v1/models/pima/predict", json=body, headers=clinician)
+    assert answered.status_code == 200 and answered.json()["audit_seq"] == 1
+
+
+def test_locked_database_raises_audit_unavailable(tmp_path):
+    """Synthetic output: the writer gives up after its lock timeout with a clear error."""
+    path = tmp_path / "busy.db"
+    log = AuditLog(f"sqlite:///{path}", lock_timeout=0.1)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(AuditUnavailableError, match="database is locked"):
+            log.append("dr-who", "predict", {"name": "m", "version": "1", "sha256": "0" * 64},
+                       "x", {"risk": 0.5})
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+@pytest.mark.parametrize("content", [os.urandom(4096), b"patient,risk\n1,0.4\n"],
+                         ids=["random-bytes", "text-file"])
+def test_verify_command_on_a_file_that_is_not_sqlite(tmp_path, content):
+    path = tmp_path / "not-a.db"
+    path.write_bytes(content)
+    result = CliRunner().invoke(cli(), ["audit", "verify", "--url", f"sqlite:///{path}"])
+    assert result.exit_code == 2
+    assert result.output == (f"error: cannot read the audit database {path}: "
+                             "file is not a database\n")
+    assert path.read_bytes() == content
+
+
 POSTGRES_URL = os.environ.get("MEDPREDICT_TEST_POSTGRES_URL")
 
 
@@ -306,4 +495,6 @@ def test_postgresql_chain_triggers_and_tamper_detection():
     with scratch.begin() as connection:
         connection.execute(text("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only"))
         connection.execute(text("UPDATE audit_log SET principal = 'mallory' WHERE seq = 7"))
-    assert verify_chain(POSTGRES_URL).problems == ["row 7: contents changed since it was written"]
+    report = verify_chain(POSTGRES_URL)
+    assert report.problems == ["row 7: contents changed since it was written"]
+    assert report.unprotected == ["trigger audit_log_append_only is disabled"]

@@ -7,6 +7,7 @@ Examples
 """
 
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,14 +17,17 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from fastapi import Body, Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, create_model
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from medpredict import __version__
+from medpredict.registry import ArtifactError
 from medpredict.serve import cds_hooks
-from medpredict.serve.audit import AuditLog, input_hash
+from medpredict.serve.audit import AuditLog, AuditUnavailableError, input_hash
 from medpredict.serve.auth import Principal
 from medpredict.serve.batching import PredictionQueue
 from medpredict.serve.config import ServeSettings
@@ -33,6 +37,7 @@ from medpredict.serve.fhir import (
     extract_row,
     invalid_values,
     load_mappings,
+    operation_outcome,
     parse_bundle,
     risk_assessment,
 )
@@ -47,6 +52,52 @@ FHIR_JSON = "application/fhir+json"
 Clinician = Annotated[Principal, Depends(require("clinician"))]
 Admin = Annotated[Principal, Depends(require("admin"))]
 Reader = Annotated[Principal, Depends(require("clinician", "admin"))]
+_ISSUE_CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found",
+                405: "not-supported", 409: "conflict", 413: "too-costly", 422: "processing",
+                429: "throttled"}
+
+
+class JSONAnswer(JSONResponse):
+    """JSON escaped to ASCII, so text that is not valid Unicode cannot break an answer."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False,
+                          separators=(",", ":")).encode("ascii")
+
+
+def _printable(value: Any) -> Any:
+    """``value`` with lone surrogates (undecodable input) replaced by '?'."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
+def _fhir(request: Request) -> bool:
+    return request.url.path.startswith("/fhir/")
+
+
+def _fhir_error(status: int, text: str) -> JSONAnswer:
+    outcome = operation_outcome([(_ISSUE_CODES.get(status, "exception"), text, None)])
+    return JSONAnswer(outcome, status_code=status, media_type=FHIR_JSON)
+
+
+def check_settings(settings: ServeSettings) -> None:
+    """Refuse settings unsafe in production; warn about open CORS elsewhere.
+
+    Raises
+    ------
+    ValueError
+        In production mode, with anonymous callers allowed or CORS open to every origin.
+    """
+    if settings.production and settings.allow_anonymous:
+        raise ValueError("production mode refuses allow_anonymous: every caller must "
+                         "authenticate (API key or bearer JWT)")
+    if "*" in settings.cors_origins:
+        if settings.production:
+            raise ValueError("production mode refuses MEDPREDICT_CORS_ORIGINS='*': "
+                             "list the browser origins allowed to call the API")
+        logger.warning("CORS is open to every origin ('*'): any web page a user visits "
+                       "may call this service from their browser")
 
 
 class ModelIdentity(BaseModel):
@@ -128,10 +179,11 @@ def create_app(models: list[str | PathLike[str]], settings: ServeSettings | None
     settings : service settings; default :meth:`ServeSettings.from_env`.
     """
     settings = settings or ServeSettings.from_env()
+    check_settings(settings)
     store = ModelStore(list(models), settings)
     mappings = _model_mappings(store, settings)
     auth = Authenticator(settings)
-    audit = AuditLog(settings.audit_url)
+    audit = AuditLog(settings.audit_url, settings.audit_chain_key)
     predictions = PredictionQueue(audit)
 
     @asynccontextmanager
@@ -145,6 +197,10 @@ def create_app(models: list[str | PathLike[str]], settings: ServeSettings | None
         version=__version__,
         description="Calibrated disease-risk predictions with explanations, "
         "as JSON, FHIR R4 RiskAssessments and CDS Hooks cards. Every prediction is audited.",
+        default_response_class=JSONAnswer,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None if settings.production else "/openapi.json",
     )
     app.state.store = store
     app.state.mappings = mappings
@@ -168,18 +224,50 @@ def create_app(models: list[str | PathLike[str]], settings: ServeSettings | None
 
     @app.exception_handler(RowValidationError)
     def _rows_invalid(_request: Request, error: RowValidationError) -> JSONResponse:
-        return JSONResponse({"detail": error.errors}, status_code=422)
+        errors = [{**e, "loc": [_printable(part) for part in e["loc"]]} for e in error.errors]
+        return JSONAnswer({"detail": errors}, status_code=422)
+
+    @app.exception_handler(RequestValidationError)
+    def _request_invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": [_printable(part) for part in e["loc"]], "msg": _printable(e["msg"]),
+             "type": e["type"]}
+            for e in error.errors()
+        ]
+        if _fhir(request):
+            where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:20])
+            return _fhir_error(400, f"expected a FHIR R4 Bundle (a JSON object): {where}")
+        return JSONAnswer({"detail": errors}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if _fhir(request):
+            answer = _fhir_error(error.status_code, str(error.detail))
+            answer.headers.update(error.headers or {})
+            return answer
+        return JSONAnswer({"detail": error.detail}, status_code=error.status_code,
+                          headers=error.headers)
 
     @app.exception_handler(UnknownModelError)
-    def _unknown_model(_request: Request, error: UnknownModelError) -> JSONResponse:
-        return JSONResponse(
-            {"detail": f"no model named {error.args[0]!r}; served: {store.names()}"},
-            status_code=404,
-        )
+    def _unknown_model(request: Request, error: UnknownModelError) -> JSONResponse:
+        text = f"no model named {error.args[0]!r}; served: {store.names()}"
+        if _fhir(request):
+            return _fhir_error(404, text)
+        return JSONAnswer({"detail": text}, status_code=404)
 
     @app.exception_handler(FhirInputError)
     def _fhir_invalid(_request: Request, error: FhirInputError) -> JSONResponse:
-        return JSONResponse(error.outcome, status_code=error.status_code, media_type=FHIR_JSON)
+        return JSONAnswer(error.outcome, status_code=error.status_code, media_type=FHIR_JSON)
+
+    @app.exception_handler(AuditUnavailableError)
+    def _audit_unavailable(request: Request, error: AuditUnavailableError) -> JSONResponse:
+        logger.warning("prediction withheld: %s", error)
+        text = "the audit log cannot be written just now, so no prediction is returned; retry later"
+        answer = _fhir_error(503, text) if _fhir(request) else JSONAnswer(
+            {"detail": text}, status_code=503
+        )
+        answer.headers["Retry-After"] = str(error.retry_after)
+        return answer
 
     def audited(
         principal: Principal, action: str, model: ServedModel, rows: list[dict[str, Any]]
@@ -202,9 +290,22 @@ def create_app(models: list[str | PathLike[str]], settings: ServeSettings | None
     def list_models(_: Admin) -> list[dict[str, Any]]:
         return [m.summary() for m in store.all()]
 
-    @app.post("/v1/models/{name}/reload", tags=["admin"], summary="Reload a model directory")
+    @app.post(
+        "/v1/models/{name}/reload",
+        tags=["admin"],
+        summary="Reload a model directory",
+        responses={409: {"description": "Refused (directory changed or broken); the "
+                                        "previous version keeps serving"}},
+    )
     def reload_model(name: ModelName, _: Admin) -> dict[str, Any]:
-        return store.reload(name).summary()
+        try:
+            return store.reload(name).summary()
+        except (ArtifactError, ValueError, OSError) as error:
+            logger.warning("reload of model %s refused (%s); still serving version %s",
+                           name, type(error).__name__, store.get(name).version)
+            raise HTTPException(
+                409, f"reload refused, still serving version {store.get(name).version}: {error}"
+            ) from None
 
     @app.get("/v1/schemas", tags=["predict"], summary="What each model needs as input")
     def schemas(_: Reader) -> list[dict[str, Any]]:
@@ -231,7 +332,7 @@ def create_app(models: list[str | PathLike[str]], settings: ServeSettings | None
         "/v1/models/{name}/predict",
         tags=["predict"],
         summary="Risks for rows of patient data",
-        response_class=JSONResponse,
+        response_class=JSONAnswer,
         responses={
             200: {"model": PredictResponse, "description": "One prediction per row"},
             422: {"description": "A field is missing, unknown or has a bad value"},
@@ -250,7 +351,7 @@ def create_app(models: list[str | PathLike[str]], settings: ServeSettings | None
             input_hash(body.rows, hmac_key),
         ))
         # built from typed objects already; skipping response re-validation saves time
-        return JSONResponse({
+        return JSONAnswer({
             "model": model.identity,
             "audit_seq": seq,
             "predictions": [p.to_dict() for p in predictions],
@@ -290,7 +391,7 @@ def create_app(models: list[str | PathLike[str]], settings: ServeSettings | None
         except RowValidationError as error:
             raise invalid_values(error) from None
         resource = risk_assessment(model, mapping, extracted, predictions[0])
-        return JSONResponse(resource, media_type=FHIR_JSON)
+        return JSONAnswer(resource, media_type=FHIR_JSON)
 
     @app.get("/cds-services", tags=["cds-hooks"], summary="CDS Hooks discovery")
     def cds_discovery(_: Reader) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from medpredict.serve.audit import AuditEntry, AuditLog
+from medpredict.serve.audit import AuditEntry, AuditLog, AuditUnavailableError
 from medpredict.serve.models import RowPrediction, ServedModel
 from medpredict.serve.rows import ValidatedRows
 
@@ -149,6 +149,10 @@ class PredictionQueue:
                 for j, part in zip(jobs, parts, strict=True)
             ]
             rows = self.audit.append_many(entries)
+        except AuditUnavailableError as error:  # the store, not an input: no retry helps now
+            for job in jobs:
+                job.future.set_exception(error)
+            return
         except Exception as error:  # every waiting request must learn of its own outcome
             if len(jobs) > 1:
                 for job in jobs:

@@ -97,8 +97,12 @@ def verify(
         typer.Option(help="SEQ:HASH of a head recorded earlier (detects removed rows)."),
     ] = None,
 ) -> None:
-    """Recompute the audit log's hash chain; exit 1 if it was tampered with."""
-    from medpredict.serve.audit import verify_chain
+    """Recompute the audit log's hash chain and check its append-only triggers.
+
+    Row hashes are checked with the chain key from MEDPREDICT_AUDIT_CHAIN_KEY when it
+    is set. Exits 1 if the chain was tampered with or the triggers are missing.
+    """
+    from medpredict.serve.audit import CHAIN_KEY_ENV, verify_chain
 
     expected = None
     if anchor is not None:
@@ -114,8 +118,16 @@ def verify(
         raise typer.Exit(2) from None
     for problem in report.problems:
         typer.echo(f"TAMPERED {problem}")
-    state = "intact" if report.ok else "BROKEN"
+    for missing in report.unprotected:
+        typer.echo(f"NOT PROTECTED {missing}: the database accepts edits and deletions")
+    if report.keyed:
+        typer.echo("keyed: row hashes checked with the chain key (HMAC-SHA256)")
+    else:
+        typer.echo(f"UNKEYED: row hashes are plain SHA-256 ({CHAIN_KEY_ENV} not set); anyone "
+                   "who can write to the database can rewrite rows and recompute every hash")
+    state = "intact" if report.intact else "BROKEN"
+    protection = "append-only triggers in place" if not report.unprotected else "NOT PROTECTED"
     head = f"{report.head_seq}:{report.head_hash}"
-    typer.echo(f"audit chain {state}: {report.rows} rows, head {head}")
+    typer.echo(f"audit chain {state}: {report.rows} rows, head {head}; {protection}")
     if not report.ok:
         raise typer.Exit(1)

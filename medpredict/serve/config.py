@@ -38,6 +38,13 @@ class ServeSettings(BaseModel):
     )
     jwt_audience: str | None = Field(None, description="Required `aud` claim of bearer tokens.")
     jwt_issuer: str | None = Field(None, description="Required `iss` claim of bearer tokens.")
+    production: bool = Field(
+        False,
+        description=(
+            "Production mode: refuse unsigned models, hide the interactive API docs, "
+            "refuse anonymous callers."
+        ),
+    )
     allow_anonymous: bool = Field(
         False, description="Let requests without credentials predict (demos only)."
     )
@@ -58,6 +65,11 @@ class ServeSettings(BaseModel):
     )
     audit_hmac_key: SecretStr | None = Field(
         None, description="Key for HMAC-SHA256 input hashes instead of plain SHA-256."
+    )
+    audit_chain_key: SecretStr | None = Field(
+        None,
+        description="Key (≥ 32 bytes) for HMAC-SHA256 audit row hashes; keep it away from "
+        "the audit database.",
     )
     fhir_mapping_file: Path | None = Field(
         None, description="LOINC-to-feature mapping used when a model declares none."
