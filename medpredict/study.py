@@ -24,9 +24,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -64,102 +62,19 @@ from medpredict.models.registry import make_model, takes_raw_input
 from medpredict.progress import StudyProgress
 from medpredict.registry import save_model
 from medpredict.spec import ModelSpec, StudySpec
+from medpredict.study_results import (
+    CandidateFailure,
+    CandidateResult,
+    CandidatesFailedError,
+    CandidateWarning,
+    FoldError,
+    HoldoutResult,
+    NotMeaningful,
+    StudyResult,
+    validation_text,
+)
 from medpredict.trust import assess
 from medpredict.versions import library_versions
-
-
-class CandidateWarning(UserWarning):
-    """A candidate model failed and was left out; the study went on without it."""
-
-
-class CandidatesFailedError(DataError):
-    """Every candidate model failed; the message lists each one's reason."""
-
-
-@dataclass(frozen=True)
-class NotMeaningful(Estimate):
-    """A metric the predictions make meaningless, shown as the reason instead of a number."""
-
-    reason: str = ""
-
-    def __str__(self) -> str:
-        return f"not meaningful ({self.reason})"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"value": None, "low": None, "high": None, "not_meaningful": self.reason}
-
-
-@dataclass
-class CandidateFailure:
-    """A candidate that could not be evaluated: why, and the table rows the error names."""
-
-    name: str
-    reason: str
-    rows: list[int] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"reason": self.reason, "rows": self.rows}
-
-
-class FoldError(Exception):
-    """A model failed inside a fold; the message names the fold and the table rows."""
-
-    def __init__(self, message: str, rows: list[int]) -> None:
-        super().__init__(message)
-        self.rows = rows
-
-
-@dataclass
-class CandidateResult:
-    """One candidate model's cross-validated performance."""
-
-    name: str
-    estimator: Any
-    oof_proba: np.ndarray
-    metrics: dict[str, Estimate]
-    thresholds: dict[str, float]
-    fit_seconds: float
-    fold_estimators: list[Any] = field(default_factory=list)
-    delta_vs_best: Estimate | None = None
-
-
-@dataclass
-class HoldoutResult:
-    """The final model scored on rows it never saw (temporal or external)."""
-
-    kind: str
-    cohort: Cohort
-    proba: np.ndarray
-    metrics: dict[str, Estimate]
-
-
-@dataclass
-class StudyResult:
-    """Everything a study produced; the report and artifacts are built from it."""
-
-    spec: StudySpec
-    cohort: Cohort
-    folds: list[Fold]
-    candidates: dict[str, CandidateResult]
-    best_name: str
-    final_model: Any
-    holdouts: list[HoldoutResult]
-    data_sha256: str
-    seconds: float
-    trust: Any = None
-    search: Any = None
-    model_dir: Path | None = None
-    report_path: Path | None = None
-    failures: list[CandidateFailure] = field(default_factory=list)
-    temporal: dict[str, Any] | None = None
-
-    @property
-    def best(self) -> CandidateResult:
-        return self.candidates[self.best_name]
-
-    @property
-    def positive_class(self) -> Any:
-        return self.cohort.positive_class
 
 
 def build_pipeline(cohort: Cohort, model: ModelSpec, spec: StudySpec) -> ClassifierMixin:
@@ -368,19 +283,6 @@ def temporal_summary(
         "development": side(development),
         "temporal": side(temporal),
     }
-
-
-def temporal_text(summary: dict[str, Any]) -> str:
-    """``cut-off 2020-01-01: development 2019-01-02 to 2019-12-30 (140 rows); ...``."""
-
-    def side(label: str, part: dict[str, Any]) -> str:
-        return f"{label} {part['first'][:10]} to {part['last'][:10]} ({part['rows']} rows)"
-
-    return (
-        f"cut-off {summary['cutoff'][:19].replace('T00:00:00', '').replace('T', ' ')}: "
-        f"{side('development', summary['development'])}; "
-        f"{side('temporal validation', summary['temporal'])}"
-    )
 
 
 def _check_leaky_columns(spec: StudySpec, cohort: Cohort) -> list[str]:
@@ -686,18 +588,6 @@ def assess_trust(result: StudyResult) -> Any:
         n_boot=min(spec.bootstrap, 200),
         seed=spec.seed,
     )
-
-
-def validation_text(result: StudyResult) -> str:
-    v = result.spec.validation
-    grouped = " grouped by patient" if result.spec.patient_column else ""
-    if v.scheme == "site":
-        text = f"leave-one-site-out over {len(result.folds)} sites"
-    else:
-        prefix = "temporal development period, " if v.scheme == "temporal" else ""
-        text = f"{prefix}{len(result.folds)}-fold stratified cross-validation{grouped}"
-    holdouts = ", ".join(f"{h.kind} validation ({len(h.cohort.y)} rows)" for h in result.holdouts)
-    return text + (f"; {holdouts}" if holdouts else "; internal validation only")
 
 
 def model_metadata(result: StudyResult) -> dict[str, Any]:

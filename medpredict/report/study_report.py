@@ -11,10 +11,10 @@ import yaml
 from medpredict.evaluation.bootstrap import Estimate
 from medpredict.report import plots
 from medpredict.report.html import Section, callout, escape, figure, render, table
-from medpredict.study import temporal_text, validation_text
+from medpredict.study_results import temporal_text, validation_text
 
 if TYPE_CHECKING:
-    from medpredict.study import StudyResult
+    from medpredict.study_results import StudyResult
 
 _HEADLINE = ("auroc", "auprc", "brier", "calibration_intercept", "calibration_slope", "ece")
 _MULTICLASS = ("auroc", "macro_f1", "accuracy", "brier", "log_loss")
