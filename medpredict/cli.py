@@ -104,18 +104,18 @@ def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except (DataError, SpecError, ArtifactError, FileNotFoundError) as err:
-            errors.print(f"[bold red]error:[/] {err}", highlight=False)
+            from rich.markup import escape
+
+            errors.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
             raise typer.Exit(2) from None
 
     return wrapper
 
 
 def _read_table(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise DataError(f"input file {path} does not exist")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    return pd.read_csv(path, low_memory=False)
+    from medpredict.data.loading import read_file
+
+    return read_file(path, what="input file")
 
 
 def _results_table(results: list[Any]) -> Table:
@@ -148,7 +148,8 @@ def _results_table(results: list[Any]) -> Table:
 
 def _run_specs(paths: list[Path], quiet: bool, output_dir: Path | None = None) -> list[Any]:
     from medpredict.spec import load_spec
-    from medpredict.study import run_study, temporal_text
+    from medpredict.study import run_study
+    from medpredict.study_results import temporal_text
 
     results = []
     for path in paths:

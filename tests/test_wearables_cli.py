@@ -65,3 +65,33 @@ def test_monitor_reports_bad_input_clearly(tmp_path: Path) -> None:
     assert "no .csv, .csv.zip or .csv.gz files" in _text(result.output)
     result = CliRunner().invoke(app, ["monitor", str(tmp_path), "--detectors", "nope"])
     assert result.exit_code == 2 and "unknown detectors ['nope']" in _text(result.output)
+
+
+def test_monitor_names_an_unknown_time_zone_and_an_unreadable_file(tmp_path: Path) -> None:
+    readings = tmp_path / "readings.csv"
+    readings.write_text("person,signal,time,value\np1,heart_rate,2020-03-10 00:00:00,60\n")
+    result = CliRunner().invoke(app, ["monitor", str(readings), "--timezone", "Mars/Olympus"])
+    assert result.exit_code == 2, result.output
+    assert "unknown time zone 'Mars/Olympus'" in _text(result.output)
+    garbage = tmp_path / "garbage.csv"
+    garbage.write_bytes(bytes(range(128, 256)) * 20)
+    result = CliRunner().invoke(app, ["monitor", str(garbage), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    assert "garbage.csv could not be read as a CSV file" in _text(result.output)
+
+
+def test_monitor_quarantines_a_long_csv_line_with_the_wrong_field_count(tmp_path: Path) -> None:
+    # Synthetic: three readings, the second with one field too many.
+    readings = tmp_path / "readings.csv"
+    readings.write_text(
+        "person,signal,time,value\np1,heart_rate,2020-03-10 00:00:00,60\n"
+        "p1,heart_rate,2020-03-10 00:01:00,61,99\np1,heart_rate,2020-03-10 00:02:00,62\n"
+    )
+    out = tmp_path / "o"
+    result = CliRunner().invoke(app, ["monitor", str(readings), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    ingest = json.loads((out / "ingest.json").read_text())["ingests"][0]
+    assert (ingest["n_input"], ingest["n_stored"], ingest["n_quarantined"]) == (3, 2, 1)
+    quarantine = pd.read_csv(out / "quarantine.csv")
+    assert quarantine["row"].tolist() == [3]
+    assert quarantine["reason"].tolist() == ["malformed CSV row: 5 fields, expected 4"]

@@ -156,3 +156,25 @@ def test_stanford_stream_gaps_and_parquet_export(tmp_path) -> None:
     assert pd.read_parquet(paths[0]).shape[0] == 372_105 + 94_980
     with WearableStore(tmp_path / "store.duckdb") as reopened:
         assert reopened.persons() == ["A0NVTRV"]
+
+
+def test_an_impossible_date_is_quarantined_not_rolled_into_the_next_month(tmp_path) -> None:
+    # Synthetic: 30 February does not exist; 2 March 10:00 is a genuine reading.
+    path = tmp_path / "readings.csv"
+    path.write_text(
+        "person,signal,time,value\np1,heart_rate,2026-02-30 10:00:00,70\n"
+        "p1,heart_rate,2026-03-02 10:00:00,71\np1,heart_rate,2026-02-30 10:00,72\n"
+    )
+    ((source, frame),) = read_path(path)
+    with WearableStore() as store:
+        summary = store.append(frame, source=source)
+        stored = store.readings()
+        quarantine = store.quarantine()
+    assert summary.n_input == summary.n_stored + summary.n_quarantined == 3
+    assert stored["value"].tolist() == [71.0]
+    assert str(stored["time_utc"].iloc[0]) == "2026-03-02 10:00:00"
+    assert quarantine["row"].tolist() == [2, 4]
+    assert quarantine["reason"].tolist() == [
+        "impossible calendar date '2026-02-30 10:00:00' (row 2): no such day in that month",
+        "impossible calendar date '2026-02-30 10:00' (row 4): no such day in that month",
+    ]

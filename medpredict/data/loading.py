@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from medpredict.data.datasets import load_dataset
 from medpredict.data.errors import DataError
-from medpredict.spec import DataSource
+
+if TYPE_CHECKING:
+    from medpredict.spec import DataSource
+
+PARQUET_SUFFIXES = (".parquet", ".pq")
+CSV_SUFFIXES = (".csv", ".txt", ".gz")
 
 
 def read_table(source: DataSource) -> pd.DataFrame:
@@ -19,21 +25,72 @@ def read_table(source: DataSource) -> pd.DataFrame:
     unparseable numbers are reported by the checks rather than silently coerced.
     """
     if source.dataset is not None:
+        from medpredict.data.datasets import load_dataset
+
         return load_dataset(source.dataset).reset_index(drop=True)
-    path = Path(source.path)
+    return read_file(Path(source.path))
+
+
+def read_file(path: Path, what: str = "data file") -> pd.DataFrame:
+    """Read a CSV or Parquet table of patients with a fresh 0..n-1 index.
+
+    Parameters
+    ----------
+    path : ``.csv`` (``.txt``, ``.gz``) or ``.parquet`` (``.pq``) file.
+    what : how error messages name the file (e.g. ``"input file"``).
+
+    Raises
+    ------
+    DataError
+        Naming the file, when it is missing, not CSV/Parquet, unreadable, empty, has
+        no data rows, or repeats a column name.
+    """
     if not path.is_file():
-        raise DataError(f"data file {path} does not exist")
+        raise DataError(f"{what} {path} does not exist")
     suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        frame = pd.read_parquet(path)
-    elif suffix in (".csv", ".txt", ".gz"):
-        try:
-            frame = pd.read_csv(path, low_memory=False)
-        except (pd.errors.ParserError, UnicodeDecodeError) as err:
-            raise DataError(f"{path} could not be read as CSV: {err}") from err
+    if suffix in PARQUET_SUFFIXES:
+        frame = _read_parquet(path, what)
+        header = [str(c) for c in frame.columns]
+    elif suffix in CSV_SUFFIXES:
+        frame, header = _read_csv(path, what)
     else:
-        raise DataError(f"{path}: expected a .csv or .parquet file, got {suffix or 'no suffix'!r}")
+        raise DataError(
+            f"{what} {path}: expected a .csv or .parquet file, got {suffix or 'no suffix'!r}"
+        )
+    repeated = sorted(name for name, count in Counter(header).items() if name and count > 1)
+    if repeated:
+        raise DataError(
+            f"{what} {path}: column names must be unique; repeated: {', '.join(repeated)}"
+        )
+    if frame.empty:
+        raise DataError(f"{what} {path} has column names but no data rows")
     return frame.reset_index(drop=True)
+
+
+def _read_csv(path: Path, what: str) -> tuple[pd.DataFrame, list[str]]:
+    """The table and its header exactly as written (pandas renames repeated names)."""
+    try:
+        frame = pd.read_csv(path, low_memory=False)
+        header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise DataError(
+            f"{what} {path} is empty: expected a header line of column names, then data rows"
+        ) from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as err:
+        raise DataError(
+            f"{what} {path} could not be read as CSV (expected UTF-8 comma-separated "
+            f"text): {err}"
+        ) from None
+    return frame, list(header.iloc[0])
+
+
+def _read_parquet(path: Path, what: str) -> pd.DataFrame:
+    import pyarrow as pa
+
+    try:
+        return pd.read_parquet(path)
+    except (pa.ArrowException, OSError) as err:
+        raise DataError(f"{what} {path} could not be read as Parquet: {err}") from None
 
 
 def frame_sha256(frame: pd.DataFrame) -> str:

@@ -25,6 +25,8 @@ from typing import Any
 
 from sklearn.base import ClassifierMixin
 
+from medpredict.data.errors import SpecError
+
 Factory = Callable[..., ClassifierMixin]
 _FACTORIES: dict[str, Factory] = {}
 _DESCRIPTIONS: dict[str, str] = {}
@@ -90,11 +92,16 @@ def make_model(
 
     ``n_samples`` (the training-set size, when known) reaches factories that declare
     it, so they can pick defaults that stay fast on large tables.
+
+    Raises
+    ------
+    SpecError
+        When no model is registered as ``name`` (the message lists the known names).
     """
     _load_builtin()
     if name not in _FACTORIES:
         known = ", ".join(sorted(_FACTORIES))
-        raise ValueError(f"unknown model {name!r}; expected one of: {known}")
+        raise SpecError(f"models: unknown model {name!r}; expected one of: {known}")
     factory = _FACTORIES[name]
     if "n_samples" in inspect.signature(factory).parameters:
         params["n_samples"] = n_samples

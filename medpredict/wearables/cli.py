@@ -18,6 +18,7 @@ import typer
 from medpredict.data.errors import DataError
 from medpredict.wearables.alerts import write_alerts
 from medpredict.wearables.monitor import DETECTORS, make_detectors, monitor_path
+from medpredict.wearables.quality import check_timezone
 from medpredict.wearables.timeline import timeline_html
 
 
@@ -48,6 +49,10 @@ def monitor(
         chosen = make_detectors([d.strip() for d in detectors.split(",") if d.strip()])
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="--detectors") from err
+    try:
+        check_timezone(timezone)
+    except DataError as err:
+        raise typer.BadParameter(str(err), param_hint="--timezone") from err
     try:
         result = monitor_path(path, timezone=timezone, store_path=store, detectors=chosen)
     except (DataError, FileNotFoundError) as err:

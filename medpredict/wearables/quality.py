@@ -75,13 +75,30 @@ def _check_columns(frame: pd.DataFrame, source: str) -> None:
         )
 
 
-def parse_times(raw: pd.Series, timezone: str = "UTC") -> tuple[pd.Series, pd.Series, pd.Series]:
+def check_timezone(timezone: str) -> None:
+    """Raise :class:`DataError` unless ``timezone`` names a time zone (e.g. ``"Europe/Berlin"``)."""
+    try:
+        pd.Timestamp("2020-01-01").tz_localize(timezone)
+    except (LookupError, ValueError, TypeError):
+        raise DataError(
+            f"unknown time zone {timezone!r}: expected an IANA name such as 'UTC' or "
+            "'Europe/Berlin'"
+        ) from None
+
+
+def parse_times(
+    raw: pd.Series, timezone: str = "UTC", rows: np.ndarray | None = None
+) -> tuple[pd.Series, pd.Series, pd.Series]:
     """Parse timestamps to naive UTC, each row's UTC offset in minutes, and a reason.
+
+    Dates are read strictly: a day that does not exist (``2026-02-30``) is rejected,
+    never rolled over into the next month.
 
     Parameters
     ----------
     raw : timestamps as text (ISO 8601, with or without an offset) or datetimes.
     timezone : IANA zone for timestamps without an offset, e.g. ``"Europe/Berlin"``.
+    rows : source row numbers, named in the reason for an impossible date.
 
     Returns
     -------
@@ -96,8 +113,10 @@ def parse_times(raw: pd.Series, timezone: str = "UTC") -> tuple[pd.Series, pd.Se
     >>> [str(t) for t in utc], off.tolist()
     (['2020-03-10 06:00:00', '2020-03-10 08:00:00'], [120, 0])
     """
+    check_timezone(timezone)
     index = raw.index
     reason = pd.Series(None, index=index, dtype=object)
+    text = None
     if pd.api.types.is_datetime64_any_dtype(raw):
         aware = pd.Series(False, index=index)
         naive_local = raw.dt.tz_localize(None) if raw.dt.tz is not None else raw
@@ -107,9 +126,7 @@ def parse_times(raw: pd.Series, timezone: str = "UTC") -> tuple[pd.Series, pd.Se
             return utc.astype("datetime64[us]"), offset.astype(int), reason
     else:
         text = raw if pd.api.types.is_string_dtype(raw) else raw.astype(str)
-        quick = pc.strptime(
-            pa.array(text, type=pa.string()), format=_QUICK_FORMAT, unit="us", error_is_null=True
-        )
+        quick = _strptime_strict(pa.array(text, type=pa.string()))
         naive_local = pd.Series(quick.to_numpy(zero_copy_only=False), index=index)
         rest = (naive_local.isna() & text.notna()).to_numpy()
         aware = pd.Series(False, index=index)
@@ -152,7 +169,35 @@ def parse_times(raw: pd.Series, timezone: str = "UTC") -> tuple[pd.Series, pd.Se
         offset[aware] = (sign * minutes).astype(int)
     unparsed = utc.isna() & reason.isna()
     reason[unparsed] = "unparseable timestamp: expected ISO 8601 date-time"
+    if text is not None and unparsed.any():
+        for k in np.flatnonzero(unparsed.to_numpy() & _impossible_dates(text)):
+            where = f" (row {rows[k]})" if rows is not None else ""
+            reason.iloc[k] = (
+                f"impossible calendar date {text.iloc[k]!r}{where}: no such day in that month"
+            )
     return utc, offset, reason
+
+
+def _strptime_strict(text: pa.Array) -> pa.Array:
+    """``_QUICK_FORMAT`` timestamps; null where the text is not exactly a real date-time.
+
+    pyarrow's strptime rolls impossible dates over (``02-30`` -> ``03-02``); a value
+    that does not format back to its own text is left to the strict pandas parser.
+    """
+    quick = pc.strptime(text, format=_QUICK_FORMAT, unit="us", error_is_null=True)
+    back = pc.strftime(quick.cast(pa.timestamp("s")), format=_QUICK_FORMAT)
+    rolled = pc.fill_null(pc.not_equal(back, text), False)
+    return pc.if_else(rolled, pa.scalar(None, quick.type), quick)
+
+
+def _impossible_dates(text: pd.Series) -> np.ndarray:
+    """Rows whose text starts with a ``YYYY-MM-DD`` date that is not on the calendar."""
+    parts = text.str.extract(r"^\s*(\d{4})-(\d{1,2})-(\d{1,2})").astype(float)
+    dated = parts.notna().all(axis=1).to_numpy()
+    real = pd.to_datetime(
+        parts.set_axis(["year", "month", "day"], axis=1).fillna(2000), errors="coerce"
+    )
+    return dated & real.isna().to_numpy()
 
 
 def _codes(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -211,7 +256,7 @@ def validate_readings(
     for k, spec in enumerate(specs):
         if spec is None:
             flag(signal_codes == k, f"unknown signal {str(signals[k])!r}")
-    utc, offset, time_reason = parse_times(frame["time"], timezone)
+    utc, offset, time_reason = parse_times(frame["time"], timezone, rows)
     time_reason = time_reason.to_numpy()
     for why in pd.unique(time_reason[pd.notna(time_reason)]):
         flag(time_reason == why, str(why))

@@ -63,8 +63,27 @@ LONG_COLUMNS = ("person", "signal", "time", "value")
 Batch = tuple[str, pd.DataFrame]
 
 
+_UNREADABLE = (UnicodeDecodeError, OSError, EOFError, zipfile.BadZipFile, pa.ArrowInvalid)
+
+
+def _unreadable(source: str | Path | IO[str], err: Exception) -> DataError:
+    name = Path(source).name if isinstance(source, (str, Path)) else "stream"
+    return DataError(
+        f"{name} could not be read as a CSV file (expected UTF-8 comma-separated text, "
+        f"optionally .zip or .gz): {err}"
+    )
+
+
 def _header(source: str | Path | IO[str]) -> list[str]:
     """Column names from the first line, without decompressing the whole file."""
+    try:
+        line = _first_line(source)
+    except _UNREADABLE as err:
+        raise _unreadable(source, err) from None
+    return next(csv.reader([line]), [])
+
+
+def _first_line(source: str | Path | IO[str]) -> str:
     if not isinstance(source, (str, Path)):
         line = source.readline()
         source.seek(0)
@@ -79,7 +98,7 @@ def _header(source: str | Path | IO[str]) -> list[str]:
     else:
         with open(source, encoding="utf-8") as handle:
             line = handle.readline()
-    return next(csv.reader([line]), [])
+    return line
 
 
 def _lower_map(columns: list[str] | pd.Index) -> dict[str, str]:
@@ -121,7 +140,10 @@ def read_stream_csv(
             raise DataError(f"{name}: expected one value column besides time, found {others}")
         value_col = others[0]
     usecols = [c for c in (person_col, time_col, value_col) if c is not None]
-    table, malformed = _read_columns(source, usecols, time_col, person_col, value_col)
+    try:
+        table, malformed = _read_columns(source, usecols, time_col, person_col, value_col)
+    except _UNREADABLE as err:
+        raise _unreadable(source, err) from None
     n = table.num_rows
     line = np.ones(n + len(malformed), dtype=bool)
     line[[m[0] - 2 for m in malformed]] = False
@@ -139,27 +161,32 @@ def read_stream_csv(
             "row": rows,
         }
     )
-    if malformed:
-        frame = pd.concat(
-            [
-                frame,
-                pd.DataFrame(
-                    {
-                        "person": person or "",
-                        "signal": signal,
-                        "time": "",
-                        "value": [m[1] for m in malformed],
-                        "row": [m[0] for m in malformed],
-                        "reason": [
-                            f"malformed CSV row: {m[2]} fields, expected {len(columns)}"
-                            for m in malformed
-                        ],
-                    }
-                ),
+    return _with_malformed(frame, malformed, len(columns), person or "", signal)
+
+
+def _with_malformed(
+    frame: pd.DataFrame,
+    malformed: list[tuple[int, str, int]],
+    n_columns: int,
+    person: str = "",
+    signal: str = "",
+) -> pd.DataFrame:
+    """``frame`` plus one reading per malformed line, carrying its line number and reason."""
+    if not malformed:
+        return frame
+    bad = pd.DataFrame(
+        {
+            "person": person,
+            "signal": signal,
+            "time": "",
+            "value": [m[1] for m in malformed],
+            "row": [m[0] for m in malformed],
+            "reason": [
+                f"malformed CSV row: {m[2]} fields, expected {n_columns}" for m in malformed
             ],
-            ignore_index=True,
-        )
-    return frame
+        }
+    )
+    return pd.concat([frame, bad], ignore_index=True)
 
 
 def _read_columns(
@@ -170,16 +197,7 @@ def _read_columns(
     value_col: str,
 ) -> tuple[pa.Table, list[tuple[int, str, int]]]:
     """Read ``usecols`` with pyarrow on one thread; malformed rows are returned, not lost."""
-    if not isinstance(source, (str, Path)):
-        data = source.read().encode("utf-8")
-    elif str(source).endswith(".zip"):
-        with zipfile.ZipFile(source) as archive:
-            data = archive.read(archive.namelist()[0])
-    elif str(source).endswith(".gz"):
-        with gzip.open(source, "rb") as handle:
-            data = handle.read()
-    else:
-        data = Path(source).read_bytes()
+    data = _raw_bytes(source)
     types = {time_col: pa.string(), value_col: pa.float64()}
     if person_col is not None:
         types[person_col] = pa.dictionary(pa.int32(), pa.string())
@@ -190,8 +208,24 @@ def _read_columns(
         return _parse(data, usecols, types)
 
 
+def _raw_bytes(source: str | Path | IO[str]) -> bytes:
+    """The whole (decompressed) file."""
+    if not isinstance(source, (str, Path)):
+        return source.read().encode("utf-8")
+    if str(source).endswith(".zip"):
+        with zipfile.ZipFile(source) as archive:
+            return archive.read(archive.namelist()[0])
+    if str(source).endswith(".gz"):
+        with gzip.open(source, "rb") as handle:
+            return handle.read()
+    return Path(source).read_bytes()
+
+
 def _parse(
-    data: bytes, usecols: list[str], types: dict[str, pa.DataType]
+    data: bytes,
+    usecols: list[str],
+    types: dict[str, pa.DataType],
+    strings_can_be_null: bool = False,
 ) -> tuple[pa.Table, list[tuple[int, str, int]]]:
     malformed: list[tuple[int, str, int]] = []
 
@@ -203,18 +237,36 @@ def _parse(
         io.BytesIO(data),
         read_options=pcsv.ReadOptions(use_threads=False),
         parse_options=pcsv.ParseOptions(invalid_row_handler=keep),
-        convert_options=pcsv.ConvertOptions(include_columns=usecols, column_types=types),
+        convert_options=pcsv.ConvertOptions(
+            include_columns=usecols, column_types=types, strings_can_be_null=strings_can_be_null
+        ),
     )
     return table, malformed
 
 
 def read_long_csv(path: str | Path) -> pd.DataFrame:
-    """Read a long-form CSV with ``person, signal, time, value`` columns."""
-    frame = pd.read_csv(path, dtype={"time": str, "person": str})
-    missing = [c for c in LONG_COLUMNS if c not in frame.columns]
+    """Read a long-form CSV with ``person, signal, time, value`` columns (any letter case).
+
+    Every cell is read as text (the checks parse values and times); a line with the wrong
+    number of fields becomes a quarantine row with its line number.
+    """
+    columns = _header(path)
+    lower = _lower_map(columns)
+    missing = [c for c in LONG_COLUMNS if c not in lower]
     if missing:
-        raise DataError(f"{Path(path).name}: missing columns {missing} (found {list(frame)})")
-    return frame[list(LONG_COLUMNS)].assign(row=np.arange(len(frame)) + 2)
+        raise DataError(f"{Path(path).name}: missing columns {missing} (found {columns})")
+    usecols = [lower[c] for c in LONG_COLUMNS]
+    try:
+        table, malformed = _parse(
+            _raw_bytes(path), usecols, dict.fromkeys(usecols, pa.string()), True
+        )
+    except _UNREADABLE as err:
+        raise _unreadable(path, err) from None
+    frame = table.to_pandas().set_axis(list(LONG_COLUMNS), axis=1)
+    line = np.ones(len(frame) + len(malformed), dtype=bool)
+    line[[m[0] - 2 for m in malformed]] = False
+    frame["row"] = np.flatnonzero(line) + 2
+    return _with_malformed(frame, malformed, len(columns))
 
 
 _WELLTORY_DAILY = {
