@@ -58,7 +58,7 @@ from medpredict.evaluation.splits import (
 )
 from medpredict.evaluation.weighted import BinaryScorer
 from medpredict.models.ensembles import fit_member
-from medpredict.models.registry import make_model, takes_raw_input
+from medpredict.models.registry import check_model_names, make_model, takes_raw_input
 from medpredict.progress import StudyProgress
 from medpredict.registry import save_model
 from medpredict.spec import ModelSpec, StudySpec
@@ -480,6 +480,7 @@ def run_study(spec: StudySpec, quiet: bool = False, save: bool = True) -> StudyR
     raises :class:`CandidatesFailedError` only when every candidate failed.
     """
     started = time.perf_counter()
+    check_model_names([m.name for m in spec.model_specs])
     frame = load_table(spec)
     cohort = build_cohort(frame, spec)
     kept_leaky = _check_leaky_columns(spec, cohort)

@@ -81,6 +81,23 @@ def takes_raw_input(name: str) -> bool:
     return name in _RAW_INPUT
 
 
+def check_model_names(names: list[str]) -> None:
+    """Refuse a list of model names that includes any unregistered name.
+
+    Raises
+    ------
+    SpecError
+        Naming every unknown model and listing the known names.
+    """
+    _load_builtin()
+    unknown = [name for name in names if name not in _FACTORIES]
+    if unknown:
+        raise SpecError(
+            f"models: unknown model {', '.join(map(repr, unknown))}; "
+            f"expected one of: {', '.join(sorted(_FACTORIES))}"
+        )
+
+
 def make_model(
     name: str,
     seed: int = 0,
@@ -98,10 +115,7 @@ def make_model(
     SpecError
         When no model is registered as ``name`` (the message lists the known names).
     """
-    _load_builtin()
-    if name not in _FACTORIES:
-        known = ", ".join(sorted(_FACTORIES))
-        raise SpecError(f"models: unknown model {name!r}; expected one of: {known}")
+    check_model_names([name])
     factory = _FACTORIES[name]
     if "n_samples" in inspect.signature(factory).parameters:
         params["n_samples"] = n_samples
