@@ -388,10 +388,11 @@ def annotate_predictions(
     ``uncertainty`` (``"confident"``, ``"uncertain — refer"`` or ``"atypical — refer"``)
     and ``top_factors`` (JSON list of ``{feature, value, contribution}``), row by row.
     """
-    from medpredict.predict import validate_input
+    from medpredict.predict import role_columns, validate_input
 
     metadata = loaded.metadata
-    X = validate_input(frame, metadata["schema"], list(keep))
+    keep = [*keep, *(c for c in role_columns(metadata, frame) if c not in keep)]
+    X = validate_input(frame, metadata["schema"], keep)
     conformal, background = load_trust(loaded.path)
     group_column = ((metadata.get("spec") or {}).get("trust") or {}).get("conformal_group")
     groups = None

@@ -33,6 +33,7 @@ from medpredict.registry import (
 )
 from medpredict.spec import parse_spec
 from medpredict.study import run_study
+from medpredict.trust import annotate_predictions
 from medpredict.trusted_types import TRUSTED_TYPES
 
 
@@ -319,3 +320,5 @@ def test_predict_accepts_the_training_tables_own_layout(tmp_path):
     assert list(scored.columns[:3]) == ["record", "type", "age_group"]
     assert scored["record"].tolist() == table["record"].tolist()
     assert scored["risk"].between(0, 1).all() and len(scored) == len(table)
+    annotated = annotate_predictions(loaded, table, keep=["record"])
+    assert len(annotated) == len(table) and "type" not in annotated.columns
