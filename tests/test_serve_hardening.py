@@ -351,6 +351,18 @@ def test_cors_open_to_every_origin_warns_and_is_refused_in_production(caplog):
         create_app([], settings(production=True, cors_origins=["*"]))
 
 
+def test_oversized_fhir_body_is_an_operation_outcome():
+    small = TestClient(create_app([pima_model()], settings(max_body_bytes=2048)))
+    small.headers.update({"X-API-Key": keys()["clinician"]})
+    body = json.dumps(bundle(pima_test_patients(1)[0])).encode() + b" " * 4096
+    answer = small.post("/fhir/RiskAssessment/$predict", content=body,
+                        headers={"Content-Type": "application/fhir+json"})
+    is_outcome = answer.headers["content-type"].startswith("application/fhir+json")
+    tally("oversized FHIR body", answer, answer.status_code == 413 and is_outcome)
+    assert answer.status_code == 413 and is_outcome
+    assert OperationOutcome.model_validate(answer.json()).issue[0].code == "too-costly"
+
+
 def test_zz_totals(capsys):
     """Print the table of attacks for docs/serving.md (run with ``-s`` to see it)."""
     with capsys.disabled():
@@ -358,3 +370,4 @@ def test_zz_totals(capsys):
         for attack, counts in TALLY.items():
             print(f"| {attack} | {counts['attempts']} | {counts['safe']} | {counts['5xx']} |")
     assert all(c["5xx"] == 0 and c["safe"] == c["attempts"] for c in TALLY.values())
+

@@ -43,7 +43,7 @@ class BodyLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await _send_json(send, 413, {"detail": f"request body over {self.max_bytes} bytes"})
+            await _send_error(send, scope, 413, f"request body over {self.max_bytes} bytes")
             return
         received = 0
 
@@ -90,16 +90,31 @@ class RequestLog:
             logger.error("unhandled %s on %s %s", type(error).__name__, scope["method"],
                          scope["path"])
             if not started:
-                await _send_json(wrapped, 500, {"detail": "internal error"})
+                await _send_error(wrapped, scope, 500, "internal error")
         finally:
             principal = scope.get("state", {}).get("principal", "-")
             logger.info("%s %s %d %.1fms %s", scope["method"], scope["path"], status,
                         (time.perf_counter() - start) * 1000, principal)
 
 
-async def _send_json(send: Any, status: int, body: dict[str, Any]) -> None:
+_FHIR_CODES = {413: "too-costly", 500: "exception"}
+
+
+async def _send_error(send: Any, scope: Scope, status: int, text: str) -> None:
+    """An error answered before routing: an OperationOutcome on FHIR paths, else JSON."""
+    if scope["path"].startswith("/fhir/"):
+        issue = {"severity": "error", "code": _FHIR_CODES[status], "diagnostics": text}
+        body: dict[str, Any] = {"resourceType": "OperationOutcome", "issue": [issue]}
+        await _send_json(send, status, body, b"application/fhir+json")
+    else:
+        await _send_json(send, status, {"detail": text})
+
+
+async def _send_json(
+    send: Any, status: int, body: dict[str, Any], media_type: bytes = b"application/json"
+) -> None:
     payload = json.dumps(body).encode()
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
+                "headers": [(b"content-type", media_type),
                             (b"content-length", str(len(payload)).encode())]})
     await send({"type": "http.response.body", "body": payload})
