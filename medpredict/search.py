@@ -41,6 +41,7 @@ from medpredict.evaluation.splits import in_table_rows
 from medpredict.models.ensembles import aligned_proba, fit_member, inner_folds, take_rows
 from medpredict.models.hybrid import raw_member
 from medpredict.report.html import Section, callout, table
+from medpredict.study_results import CandidateFailure
 
 SearchSpace = Callable[[optuna.Trial], dict[str, Any]]
 Fold = tuple[np.ndarray, np.ndarray]
@@ -136,19 +137,10 @@ class LeaderboardRow:
     oof_proba: np.ndarray = field(repr=False)
 
 
-@dataclass
-class SearchFailure:
-    """A candidate whose first (default) trial raised: why, and the table rows named."""
-
-    name: str
-    reason: str
-    rows: list[int] = field(default_factory=list)
-
-
 class SearchFailedError(RuntimeError):
     """No trial finished; ``failures`` lists the candidates that raised."""
 
-    def __init__(self, message: str, failures: list[SearchFailure]) -> None:
+    def __init__(self, message: str, failures: list[CandidateFailure]) -> None:
         super().__init__(message)
         self.failures = failures
 
@@ -164,7 +156,7 @@ class SearchResult:
     folds: list[Fold] = field(repr=False)
     study: optuna.Study = field(repr=False)
     _build: Callable[[str, dict[str, Any]], Any] = field(repr=False)
-    failures: list[SearchFailure] = field(default_factory=list)
+    failures: list[CandidateFailure] = field(default_factory=list)
 
     @property
     def best(self) -> LeaderboardRow:
@@ -262,7 +254,7 @@ def search(
     sign = -1.0 if metric in _LOWER_IS_BETTER else 1.0
     n_samples = len(y)
     labels = np.arange(1, n_samples + 1) if row_numbers is None else np.asarray(row_numbers)
-    failures: dict[str, SearchFailure] = {}
+    failures: dict[str, CandidateFailure] = {}
 
     def build(name: str, params: dict[str, Any]) -> Any:
         return raw_member(name, seed, class_weight, n_samples, preprocessor, **params)
@@ -318,7 +310,7 @@ def search(
             if trial.user_attrs.get("defaults"):
                 message, named = in_table_rows(str(err), labels[rows])
                 reason = f"fold {k + 1} of {len(folds)}: {type(err).__name__}: {message}"
-                failures[name] = SearchFailure(name, reason, named)
+                failures[name] = CandidateFailure(name, reason, named)
             raise optuna.TrialPruned(f"{name} raised {type(err).__name__}") from err
         finally:
             spent[name] += time.perf_counter() - trial_start

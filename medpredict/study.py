@@ -400,19 +400,22 @@ def _searched_candidates(
     return candidates, failures, searched
 
 
-def _searched_failure(failure: Any) -> CandidateFailure:
-    return _failure(failure.name, FoldError(failure.reason, failure.rows), "search")
+def _searched_failure(failure: CandidateFailure) -> CandidateFailure:
+    return _announced(CandidateFailure(failure.name, f"search: {failure.reason}", failure.rows))
 
 
 def _failure(name: str, err: Exception, stage: str) -> CandidateFailure:
-    """Record and announce a failed candidate."""
+    """The failure of candidate ``name`` at ``stage``, announced."""
     rows = err.rows if isinstance(err, FoldError) else []
     reason = str(err) if isinstance(err, FoldError) else f"{type(err).__name__}: {err}"
-    failure = CandidateFailure(name, f"{stage}: {reason}", rows)
+    return _announced(CandidateFailure(name, f"{stage}: {reason}", rows))
+
+
+def _announced(failure: CandidateFailure) -> CandidateFailure:
     warnings.warn(
-        f"candidate {name} failed and was left out ({failure.reason})",
+        f"candidate {failure.name} failed and was left out ({failure.reason})",
         CandidateWarning,
-        stacklevel=3,
+        stacklevel=4,
     )
     return failure
 
