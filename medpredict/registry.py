@@ -227,6 +227,7 @@ def sign_model(directory: str | Path, key: SigningKey | None = None) -> Verifica
         raise ArtifactError(f"no signing key: set {KEY_ENV} or {KEY_FILE_ENV}")
     directory = Path(directory)
     files = _verify(directory, None, require_signature=False).files
+    checked_types((directory / MODEL_FILE).read_bytes(), str(directory / MODEL_FILE))
     _write_manifest(directory, files, key)
     return _verify(directory, key, require_signature=True)
 
@@ -368,10 +369,14 @@ def verify_model(directory: str | Path, require_signature: bool = False) -> Veri
         If the manifest or a listed file is missing, any hash or the signature differs,
         or the model file is not a skops file of allow-listed types.
     """
-    return _verify(Path(directory), signing_key(), require_signature)
+    directory = Path(directory)
+    verification = _verify(directory, signing_key(), require_signature)
+    checked_types((directory / MODEL_FILE).read_bytes(), str(directory / MODEL_FILE))
+    return verification
 
 
 def _verify(directory: Path, key: SigningKey | None, require_signature: bool) -> Verification:
+    """The manifest's hashes and signature; callers check the model file's types."""
     if key is not None and _key_inside(directory):
         raise ArtifactError(
             f"the signing key file lies inside {directory}: whoever can write the "
@@ -392,7 +397,6 @@ def _verify(directory: Path, key: SigningKey | None, require_signature: bool) ->
     signed_by, checked = _check_signature(
         manifest, directory / MANIFEST_FILE, key, require_signature
     )
-    checked_types((directory / MODEL_FILE).read_bytes(), str(directory / MODEL_FILE))
     return Verification(files=dict(files), signed_by=signed_by, signature_checked=checked)
 
 
@@ -431,7 +435,7 @@ def load_model(directory: str | Path, require_signature: bool = False) -> Loaded
     require_signature : refuse it unless the configured key checks its signature.
     """
     directory = Path(directory)
-    verification = verify_model(directory, require_signature=require_signature)
+    verification = _verify(directory, signing_key(), require_signature)
     estimator = loads_checked((directory / MODEL_FILE).read_bytes(), str(directory / MODEL_FILE))
     try:
         metadata = json.loads((directory / METADATA_FILE).read_bytes())
