@@ -38,10 +38,10 @@ from sklearn.pipeline import Pipeline
 
 from medpredict.data.schema import Schema
 from medpredict.encoders import build_preprocessor
-from medpredict.evaluation.conformal import ConformalSets
-from medpredict.evaluation.fairness import audit_fairness
-from medpredict.explain.attributions import explain, make_background
 from medpredict.models import make_model
+from medpredict.trust.conformal import ConformalSets
+from medpredict.trust.explanations import explain, make_background
+from medpredict.trust.fairness import audit_fairness
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "trust.md"

@@ -20,8 +20,8 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
+from medpredict.artifact import ArtifactError
 from medpredict.data.errors import DataError, SpecError
-from medpredict.registry import ArtifactError
 
 # Commands of capabilities with heavy dependencies (FastAPI, DuckDB, torch): module,
 # attribute and the one-line help shown in ``medpredict --help``. Each is imported only
@@ -149,7 +149,7 @@ def _results_table(results: list[Any]) -> Table:
 def _run_specs(paths: list[Path], quiet: bool, output_dir: Path | None = None) -> list[Any]:
     from medpredict.spec import load_spec
     from medpredict.study import run_study
-    from medpredict.study_results import temporal_text
+    from medpredict.study.results import temporal_text
 
     results = []
     for path in paths:
@@ -227,8 +227,8 @@ def predict(
     top: Annotated[int, typer.Option(min=1, help="Factors listed per patient (--explain).")] = 5,
 ) -> None:
     """Score new patients with a saved model (the input is checked against the model's schema)."""
+    from medpredict.artifact import load_model
     from medpredict.predict import predict_frame
-    from medpredict.registry import load_model
 
     # Loading the model is mostly importing scikit-learn: read the table meanwhile.
     with ThreadPoolExecutor(max_workers=1) as reader:
@@ -238,7 +238,7 @@ def predict(
     scored = predict_frame(loaded, frame, keep=keep or [])
     message = f"wrote {len(scored)} risk(s) to {output}"
     if explain:
-        from medpredict.trust import annotate_predictions
+        from medpredict.trust.runtime import annotate_predictions
 
         annotated = annotate_predictions(loaded, frame, keep=keep or [], k=top)
         scored = pd.concat([scored, annotated], axis=1)
@@ -326,7 +326,7 @@ def verify(
     model: Annotated[Path, typer.Argument(help="Model directory.")],
 ) -> None:
     """Check a model directory's files, signature and stored types (nothing is loaded)."""
-    from medpredict.registry import verify_model
+    from medpredict.artifact import verify_model
 
     console.print(f"{model}: {verify_model(model).describe()}")
 
@@ -340,7 +340,7 @@ def sign(
 
     Its files are checked against the manifest first; a tampered directory is refused.
     """
-    from medpredict.registry import sign_model
+    from medpredict.artifact import sign_model
 
     console.print(f"{model}: {sign_model(model).describe()}")
 

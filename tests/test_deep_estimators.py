@@ -11,10 +11,10 @@ from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from medpredict.artifact import load_model, save_model
 from medpredict.evaluation.metrics import auroc, multiclass_metrics
 from medpredict.models import make_model
 from medpredict.models.deep import TabularMLPClassifier, TabularResNetClassifier
-from medpredict.registry import load_model, save_model
 
 # Contract checks the networks cannot pass, and why.
 EXPECTED_FAILURES = {

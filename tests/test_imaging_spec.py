@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import medpredict.imaging.models  # noqa: F401  (registers the image models and encoder)
-from medpredict.registry import load_model
+from medpredict.artifact import load_model
 from medpredict.settings import require_data
 from medpredict.spec import parse_spec
 from medpredict.study import run_study

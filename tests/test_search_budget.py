@@ -10,7 +10,7 @@ from rich.console import Console
 from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer
 
-from medpredict.search import leaderboard_section, parse_budget, search
+from medpredict.study.search import leaderboard_section, parse_budget, search
 
 
 @pytest.mark.parametrize(

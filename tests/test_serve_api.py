@@ -23,8 +23,8 @@ from serve_support import (
     workdir,
 )
 
+from medpredict.artifact import load_model
 from medpredict.predict import predict_frame
-from medpredict.registry import load_model
 from medpredict.serve.app import create_app
 from medpredict.serve.config import ServeSettings
 
@@ -338,8 +338,8 @@ def test_serve_command_refuses_to_start_without_credentials(monkeypatch):
 def test_group_calibrated_sets_need_a_known_group():
     """Conformal sets calibrated per npreg value (an artificial grouping of real
     patients): a row whose group was never calibrated gets no set, not an error."""
-    from medpredict.evaluation.conformal import ConformalSets
     from medpredict.serve.models import ServedModel
+    from medpredict.trust.conformal import ConformalSets
 
     model = ServedModel.from_dir(pima_model())
     patients = pima_test_patients(200)

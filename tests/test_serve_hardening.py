@@ -27,11 +27,11 @@ from serve_support import keys, pima_model, pima_test_patients, workdir
 from test_serve_fhir import bundle, cds_request, observation
 from typer.testing import CliRunner
 
+from medpredict.artifact import load_model
 from medpredict.cli import app as cli
 from medpredict.data.errors import DataError
 from medpredict.data.schema import Schema
 from medpredict.predict import predict_frame
-from medpredict.registry import load_model
 from medpredict.serve.app import create_app
 from medpredict.serve.config import ServeSettings
 from medpredict.serve.rows import RowValidator

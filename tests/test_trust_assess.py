@@ -19,15 +19,16 @@ from sklearn.model_selection import cross_val_predict
 from sklearn.pipeline import Pipeline
 from typer.testing import CliRunner
 
+from medpredict.artifact import load_model, save_model
 from medpredict.cli import app as medpredict_app
 from medpredict.data.schema import Schema
 from medpredict.encoders import build_preprocessor
-from medpredict.explain.attributions import top_factors
 from medpredict.models import make_model
-from medpredict.registry import load_model, save_model
 from medpredict.report.html import render
-from medpredict.report.model_card import ITEMS
-from medpredict.trust import TrustSpec, assess, load_trust
+from medpredict.trust.assess import TrustSpec, assess
+from medpredict.trust.explanations import top_factors
+from medpredict.trust.model_card import ITEMS
+from medpredict.trust.runtime import load_trust
 
 
 @pytest.fixture(scope="module")

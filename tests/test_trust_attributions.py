@@ -24,7 +24,8 @@ from sklearn.preprocessing import OneHotEncoder
 
 from medpredict.data.schema import Schema
 from medpredict.encoders import build_preprocessor
-from medpredict.explain.attributions import (
+from medpredict.models import make_model
+from medpredict.trust.explanations import (
     column_origins,
     explain,
     explanation_method,
@@ -32,7 +33,6 @@ from medpredict.explain.attributions import (
     make_background,
     top_factors,
 )
-from medpredict.models import make_model
 
 
 @pytest.fixture(scope="module")

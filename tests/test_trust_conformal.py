@@ -8,7 +8,9 @@ true outcome close to the nominal 90% on the test parts.
 
 from __future__ import annotations
 
+import io
 import time
+import zipfile
 
 import numpy as np
 import pandas as pd
@@ -23,7 +25,8 @@ from sklearn.model_selection import cross_val_predict, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from medpredict.evaluation.conformal import (
+from medpredict.artifact import dumps_checked, loads_checked
+from medpredict.trust.conformal import (
     ATYPICAL,
     CONFIDENT,
     UNCERTAIN,
@@ -31,6 +34,7 @@ from medpredict.evaluation.conformal import (
     coverage_table,
     cross_conformal_sets,
 )
+from medpredict.trust.runtime import CONFORMAL_TYPES
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +146,7 @@ def test_serialises_with_skops_as_plain_numpy(pima_oof):
     predictor = ConformalSets(alpha=0.1).fit(risk, y, age_group)
     payload = sio.dumps(predictor)
     assert sio.get_untrusted_types(data=payload) == [
-        "medpredict.evaluation.conformal.ConformalSets"
+        "medpredict.trust.conformal.ConformalSets"
     ]
     loaded = sio.loads(payload, trusted=sio.get_untrusted_types(data=payload))
     np.testing.assert_array_equal(
@@ -150,6 +154,27 @@ def test_serialises_with_skops_as_plain_numpy(pima_oof):
     )
     assert clone(predictor).get_params() == {"alpha": 0.1, "conditional": "class"}
 
+
+
+def _saved_under(payload: bytes, old: str, new: str) -> bytes:
+    """``payload`` as a model saved when ``new`` still lived at ``old`` would be."""
+    source, out = zipfile.ZipFile(io.BytesIO(payload)), io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for info in source.infolist():
+            data = source.read(info)
+            archive.writestr(info, data.replace(new.encode(), old.encode()))
+    return out.getvalue()
+
+
+def test_conformal_sets_saved_under_their_old_module_path_still_load(pima_oof):
+    risk, y, _ = pima_oof
+    predictor = ConformalSets(alpha=0.1).fit(risk, y)
+    old = _saved_under(
+        dumps_checked(predictor), "medpredict.evaluation.conformal", "medpredict.trust.conformal"
+    )
+    assert sio.get_untrusted_types(data=old) == ["medpredict.evaluation.conformal.ConformalSets"]
+    loaded = loads_checked(old, "conformal.skops", CONFORMAL_TYPES)
+    np.testing.assert_array_equal(loaded.predict_set(risk), predictor.predict_set(risk))
 
 def test_ten_thousand_patients_in_well_under_a_second(pima_oof):
     risk, y, _ = pima_oof

@@ -18,7 +18,7 @@ from sklearn.model_selection import cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from medpredict.evaluation.fairness import (
+from medpredict.trust.fairness import (
     METRICS,
     audit_fairness,
     fairness_section,

@@ -8,7 +8,7 @@ import pytest
 
 from medpredict.evaluation.bootstrap import Estimate
 from medpredict.report.html import render
-from medpredict.report.model_card import ITEMS, NOT_REPORTED, TRIPOD_KEYS, ModelCard
+from medpredict.trust.model_card import ITEMS, NOT_REPORTED, TRIPOD_KEYS, ModelCard
 
 TRIPOD_AI_TITLES = [
     "Intended use", "Data source", "Participants", "Outcome", "Predictors", "Sample size",

@@ -13,13 +13,13 @@ from sklearn.pipeline import Pipeline
 
 from medpredict.data.schema import Schema
 from medpredict.encoders import build_preprocessor
-from medpredict.evaluation.overfitting import (
+from medpredict.models import make_model
+from medpredict.trust.overfitting import (
     check_overfitting,
     count_parameters,
     events_per_variable,
     overfitting_section,
 )
-from medpredict.models import make_model
 
 
 @pytest.fixture(scope="module")

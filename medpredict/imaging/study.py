@@ -10,7 +10,7 @@ every candidate on the untouched test split with bootstrap 95% confidence interv
 ``metrics.json``
     every candidate's validation and test metrics, fit time and throughput;
 ``model/``
-    the selected model (:func:`medpredict.registry.save_model`): weights as NumPy
+    the selected model (:func:`medpredict.artifact.save_model`): weights as NumPy
     arrays inside ``model.skops`` and, for networks (also the network of an averaged
     ``probe_finetune``), the backbone as ``weights.safetensors``, every file hashed in
     ``MANIFEST.json``.
@@ -47,6 +47,7 @@ import numpy as np
 from sklearn.base import clone
 
 from medpredict import __version__
+from medpredict.artifact import save_model
 from medpredict.data.errors import DataError
 from medpredict.evaluation.bootstrap import Estimate, bootstrap
 from medpredict.evaluation.metrics import (
@@ -58,7 +59,6 @@ from medpredict.imaging.cohort import ImageCohort
 from medpredict.imaging.ensemble import accepts_validation, network_weights
 from medpredict.imaging.gradcam import gradcam_section
 from medpredict.models.deep.training import inner_split
-from medpredict.registry import save_model
 from medpredict.report.html import Section, callout, escape, figure, render, table
 from medpredict.report.plots import roc_figure
 from medpredict.versions import library_versions

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from medpredict import __version__
-from medpredict.registry import ArtifactError
+from medpredict.artifact import ArtifactError
 from medpredict.serve import cds_hooks
 from medpredict.serve.audit import AuditLog, AuditUnavailableError, input_hash
 from medpredict.serve.auth import Principal
@@ -174,7 +174,7 @@ def create_app(models: list[str | PathLike[str]], settings: ServeSettings | None
 
     Parameters
     ----------
-    models : model directories (see :mod:`medpredict.registry`); each is verified
+    models : model directories (see :mod:`medpredict.artifact`); each is verified
         against its manifest before it is served.
     settings : service settings; default :meth:`ServeSettings.from_env`.
     """

@@ -1,6 +1,6 @@
 """The models a service answers for: loaded once, verified, reloadable by name.
 
-A :class:`ServedModel` wraps a model directory (see :mod:`medpredict.registry`):
+A :class:`ServedModel` wraps a model directory (see :mod:`medpredict.artifact`):
 it validates rows against the saved schema, predicts the calibrated risk, puts it
 in a risk band, and adds the conformal prediction set and the top factors when
 the directory carries what they need.
@@ -24,17 +24,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from medpredict.artifact import LoadedModel, load_model
 from medpredict.data.schema import Schema
-from medpredict.evaluation.conformal import ATYPICAL, CONFIDENT, UNCERTAIN, ConformalSets
-from medpredict.explain import explain
 from medpredict.predict import NonFiniteError, predict_proba_checked, predicted_classes
-from medpredict.registry import LoadedModel, load_model
 from medpredict.serve.bands import Band, band_for, risk_bands
 from medpredict.serve.config import ServeSettings
 from medpredict.serve.fastpath import fast_pipeline
 from medpredict.serve.package import listed_files
 from medpredict.serve.rows import RowValidationError, RowValidator, ValidatedRows
-from medpredict.trust import BACKGROUND_FILE, CONFORMAL_FILE, load_trust
+from medpredict.trust.conformal import ATYPICAL, CONFIDENT, UNCERTAIN, ConformalSets
+from medpredict.trust.explanations import explain
+from medpredict.trust.runtime import BACKGROUND_FILE, CONFORMAL_FILE, load_trust
 
 logger = logging.getLogger("medpredict.serve")
 

@@ -4,14 +4,14 @@ A study already stores what the rest of the service uses beside the model: the
 trust layer's conformal predictor (``conformal.skops``) and explanation background
 (``explainer_background.json``). The FHIR mapping depends on the site's coding, so
 it is added afterwards; the directory is rewritten through
-:func:`medpredict.registry.save_model`, so the manifest covers the mapping and a
+:func:`medpredict.artifact.save_model`, so the manifest covers the mapping and a
 changed mapping is refused on load.
 
 Examples
 --------
 >>> import tempfile
 >>> from sklearn.linear_model import LogisticRegression
->>> from medpredict.registry import save_model
+>>> from medpredict.artifact import save_model
 >>> path = save_model(tempfile.mkdtemp(), LogisticRegression().fit([[0], [1]], [0, 1]),
 ...                   {"name": "demo"})
 >>> mapping = {"features": {"x0": {"system": "http://loinc.org", "code": "39156-5"}}}
@@ -27,13 +27,13 @@ from typing import Any
 
 import yaml
 
-from medpredict.registry import MANIFEST_FILE, METADATA_FILE, MODEL_FILE, load_model, save_model
+from medpredict.artifact import MANIFEST_FILE, METADATA_FILE, MODEL_FILE, load_model, save_model
 
 MAPPING_FILE = "fhir-mapping.yaml"
 
 
 def listed_files(directory: str | Path) -> list[str]:
-    """Files the manifest covers (and :func:`medpredict.registry.load_model` verifies)."""
+    """Files the manifest covers (and :func:`medpredict.artifact.load_model` verifies)."""
     manifest = json.loads((Path(directory) / MANIFEST_FILE).read_text())
     return sorted([*manifest["files"], MANIFEST_FILE])
 

@@ -5,7 +5,7 @@ window per lead (no statistics shared across windows, so nothing leaks between f
 and learn convolutional features of beat shape. :class:`CNN1DClassifier` averages them
 over time; :class:`CNNGRUClassifier` reads their sequence with a GRU, combining the
 spatial (waveform) and temporal (rhythm) views. Weights are kept as NumPy arrays when
-the estimator is pickled or saved, so ``medpredict.registry.save_model`` can store it.
+the estimator is pickled or saved, so ``medpredict.artifact.save_model`` can store it.
 
 Examples
 --------

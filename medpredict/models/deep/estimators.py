@@ -6,7 +6,7 @@ raw feature columns, numeric and categorical, or a numeric array. Inside ``fit``
 encode the table (:class:`~medpredict.models.deep.encoding.TabularEncoder`), hold out an
 inner validation split of the training rows for early stopping, and train on the CPU
 with a fixed seed. Fitted weights are kept as NumPy arrays when the model is saved, so
-:func:`medpredict.registry.save_model` stores them without pickle.
+:func:`medpredict.artifact.save_model` stores them without pickle.
 
 Examples
 --------

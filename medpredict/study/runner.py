@@ -19,12 +19,10 @@ True
 
 from __future__ import annotations
 
-import json
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -32,9 +30,7 @@ import pandas as pd
 from sklearn.base import ClassifierMixin, clone
 from sklearn.pipeline import Pipeline
 
-from medpredict import __version__
 from medpredict.data.cohort import Cohort, build_cohort, build_external, load_table
-from medpredict.data.datasets import DATASETS
 from medpredict.data.errors import DataError
 from medpredict.data.loading import frame_sha256, read_table
 from medpredict.encoders.tabular import build_preprocessor
@@ -60,9 +56,9 @@ from medpredict.evaluation.weighted import BinaryScorer
 from medpredict.models.ensembles import fit_member
 from medpredict.models.registry import check_model_names, make_model, takes_raw_input
 from medpredict.progress import StudyProgress
-from medpredict.registry import save_model
 from medpredict.spec import ModelSpec, StudySpec
-from medpredict.study_results import (
+from medpredict.study.outputs import assess_trust, write_outputs, write_progress
+from medpredict.study.results import (
     CandidateFailure,
     CandidateResult,
     CandidatesFailedError,
@@ -71,10 +67,7 @@ from medpredict.study_results import (
     HoldoutResult,
     NotMeaningful,
     StudyResult,
-    validation_text,
 )
-from medpredict.trust import assess
-from medpredict.versions import library_versions
 
 
 def build_pipeline(cohort: Cohort, model: ModelSpec, spec: StudySpec) -> ClassifierMixin:
@@ -363,7 +356,7 @@ def _searched_candidates(
     spec: StudySpec, development: Cohort, folds: list[Fold], quiet: bool, kept_leaky: list[str]
 ) -> tuple[dict[str, CandidateResult], list[CandidateFailure], Any]:
     """Budgeted hyperparameter search; each candidate keeps its best trial."""
-    from medpredict.search import SearchFailedError, search
+    from medpredict.study.search import SearchFailedError, search
 
     try:
         searched = search(
@@ -492,7 +485,7 @@ def run_study(spec: StudySpec, quiet: bool = False, save: bool = True) -> StudyR
 
     def record(candidates: dict[str, CandidateResult], failures: list[CandidateFailure]) -> None:
         if save:
-            _write_progress(spec, candidates, failures)
+            write_progress(spec, candidates, failures)
 
     searched = None
     with StudyProgress(quiet=quiet) as progress:
@@ -542,143 +535,3 @@ def run_study(spec: StudySpec, quiet: bool = False, save: bool = True) -> StudyR
     if save:
         write_outputs(result)
     return result
-
-
-def _data_source(spec: StudySpec) -> str:
-    if spec.data.dataset is not None:
-        bundled = DATASETS[spec.data.dataset]
-        return f"{bundled.description}. Source: {bundled.source}; licence {bundled.licence}."
-    return f"{spec.data.path}"
-
-
-def assess_trust(result: StudyResult) -> Any:
-    """Explanations, fairness audit, conformal sets, overfitting checks and model card."""
-    spec, development, best = result.spec, result.cohort, result.best
-    quality = development.quality
-    outcome = f"{spec.target}" + (
-        f" (event: {result.positive_class})" if spec.task == "binary" else " (multi-class)"
-    )
-    card = {
-        "intended_use": spec.intended_use or "Not stated in the study spec.",
-        "data_source": spec.trust.data_source or _data_source(spec),
-        "participants": spec.trust.participants
-        or {
-            "rows in the data": quality.rows_in,
-            "rows used": quality.rows_used,
-            **{f"rows excluded ({k})": len(v) for k, v in quality.excluded_rows.items()},
-        },
-        "outcome": spec.trust.outcome_definition or outcome,
-        "model_building": {
-            "candidates": ", ".join(result.candidates),
-            "selected": result.best_name,
-            "selection": f"{spec.selection_metric} of out-of-fold predictions",
-            "validation": validation_text(result),
-        },
-    }
-    return assess(
-        result.final_model,
-        development.X,
-        development.y,
-        best.oof_proba,
-        development.sensitive,
-        spec.trust,
-        estimator=clone(best.estimator),
-        patients=development.groups,
-        threshold=next(iter(best.thresholds.values()), 0.5),
-        metrics=best.metrics,
-        validation=[h.kind for h in result.holdouts],
-        card=card,
-        title=spec.name,
-        n_boot=min(spec.bootstrap, 200),
-        seed=spec.seed,
-    )
-
-
-def model_metadata(result: StudyResult) -> dict[str, Any]:
-    """The metadata saved beside the model (what `predict` and `serve` rely on)."""
-    spec = result.spec
-    return {
-        "name": spec.name,
-        "version": __version__,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "task": spec.task,
-        "target": spec.target,
-        "positive_class": result.positive_class if spec.task == "binary" else None,
-        "classes": [str(c) for c in result.cohort.classes],
-        "model": result.best_name,
-        "schema": result.cohort.schema.to_dict(),
-        "thresholds": result.best.thresholds,
-        "metrics": {k: v.to_dict() for k, v in result.best.metrics.items()},
-        "holdouts": {
-            h.kind: {k: v.to_dict() for k, v in h.metrics.items()} for h in result.holdouts
-        },
-        "training_rows": len(result.cohort.y),
-        "temporal_validation": result.temporal,
-        "failed_candidates": {f.name: f.to_dict() for f in result.failures},
-        "training_data_sha256": result.data_sha256,
-        "intended_use": spec.intended_use,
-        "versions": library_versions(),
-        "spec": spec.model_dump(mode="json"),
-    }
-
-
-def metrics_summary(result: StudyResult) -> dict[str, Any]:
-    """metrics.json: every candidate's cross-validated metrics and each hold-out's."""
-    return {
-        "study": result.spec.name,
-        "selected_model": result.best_name,
-        "selection_metric": result.spec.selection_metric,
-        "rows": len(result.cohort.y),
-        "seconds": round(result.seconds, 2),
-        "candidates": _candidates_summary(result.candidates),
-        "failed_candidates": {f.name: f.to_dict() for f in result.failures},
-        "temporal_validation": result.temporal,
-        "holdouts": {
-            h.kind: {
-                "rows": len(h.cohort.y),
-                "metrics": {k: v.to_dict() for k, v in h.metrics.items()},
-            }
-            for h in result.holdouts
-        },
-    }
-
-
-def _candidates_summary(candidates: dict[str, CandidateResult]) -> dict[str, Any]:
-    return {
-        name: {
-            "metrics": {k: v.to_dict() for k, v in c.metrics.items()},
-            "thresholds": c.thresholds,
-            "fit_seconds": round(c.fit_seconds, 3),
-            "delta_vs_best": c.delta_vs_best.to_dict() if c.delta_vs_best else None,
-        }
-        for name, c in candidates.items()
-    }
-
-
-def _write_progress(
-    spec: StudySpec, candidates: dict[str, CandidateResult], failures: list[CandidateFailure]
-) -> None:
-    """metrics.json while the study runs, so finished candidates survive an interruption."""
-    spec.run_dir.mkdir(parents=True, exist_ok=True)
-    summary = {
-        "study": spec.name,
-        "status": "running: candidates evaluated so far",
-        "selection_metric": spec.selection_metric,
-        "candidates": _candidates_summary(candidates),
-        "failed_candidates": {f.name: f.to_dict() for f in failures},
-    }
-    (spec.run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
-
-
-def write_outputs(result: StudyResult) -> None:
-    """Write the model directory, metrics.json and report.html under the run folder."""
-    from medpredict.report.study_report import write_report
-
-    run_dir = result.spec.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    extra = result.trust.extra_files() if result.trust is not None else {}
-    result.model_dir = save_model(
-        run_dir / "model", result.final_model, model_metadata(result), extra_files=extra
-    )
-    (run_dir / "metrics.json").write_text(json.dumps(metrics_summary(result), indent=2))
-    result.report_path = write_report(result, run_dir / "report.html")

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
 import os
 import sys
@@ -44,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medpredict.trusted_types import TRUSTED_TYPES
+from medpredict.trusted_types import MOVED_TYPES, TRUSTED_TYPES
 
 MODEL_FILE = "model.skops"
 METADATA_FILE = "metadata.json"
@@ -287,8 +288,44 @@ def dumps_checked(obj: Any, allowed: frozenset[str] = TRUSTED_TYPES) -> bytes:
 
 
 def loads_checked(payload: bytes, source: str, allowed: frozenset[str] = TRUSTED_TYPES) -> Any:
-    """Construct the object in skops ``payload`` after checking every type it names."""
+    """Construct the object in skops ``payload`` after checking every type it names.
+
+    Types saved under a module path they have since left (:data:`MOVED_TYPES`) are read
+    under their current name.
+    """
+    payload = _current_type_names(payload)
     return skops_io().loads(payload, trusted=checked_types(payload, source, allowed))
+
+
+def _renamed(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_renamed(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: _renamed(value) for key, value in node.items()}
+    moved = MOVED_TYPES.get(f"{node.get('__module__')}.{node.get('__class__')}")
+    if moved is not None:
+        node["__module__"], node["__class__"] = moved.rsplit(".", 1)
+    return node
+
+
+def _current_type_names(payload: bytes) -> bytes:
+    """``payload`` with every type in :data:`MOVED_TYPES` renamed to its current path."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+            schema = archive.read("schema.json").decode()
+            if not any(old.rsplit(".", 1)[0] in schema for old in MOVED_TYPES):
+                return payload
+            members = {info: archive.read(info) for info in archive.infolist()}
+    except (zipfile.BadZipFile, KeyError, UnicodeDecodeError):
+        return payload
+    renamed = io.BytesIO()
+    with zipfile.ZipFile(renamed, "w") as archive:
+        for info, data in members.items():
+            if info.filename == "schema.json":
+                data = json.dumps(_renamed(json.loads(data))).encode()
+            archive.writestr(info, data)
+    return renamed.getvalue()
 
 
 def _read_manifest(directory: Path) -> dict[str, Any]:

