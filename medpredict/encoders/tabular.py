@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from typing import Any
 
 from sklearn.base import TransformerMixin
 from sklearn.compose import ColumnTransformer
@@ -91,3 +92,33 @@ def build_preprocessor(schema: Schema, seed: int = 0) -> ColumnTransformer:
         grouped.setdefault("numeric" if kind == "boolean" else kind, []).extend(names)
     steps = [(kind, _encoder_for(kind)(names, seed), names) for kind, names in grouped.items()]
     return ColumnTransformer(steps, remainder="drop", verbose_feature_names_out=True)
+
+
+def standard_pipeline(schema: Schema, model: Any, seed: int = 0) -> Pipeline:
+    """The standard pipeline: :func:`build_preprocessor` for ``schema``, then ``model``.
+
+    Explanations, the serving fast path and the model card recognise it with
+    :func:`standard_parts`.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from medpredict.data.schema import Schema
+    >>> frame = pd.DataFrame({"age": [50.0, 60.0, 70.0, 80.0], "sex": ["F", "M", "F", "M"]})
+    >>> pipeline = standard_pipeline(Schema.infer(frame), LogisticRegression())
+    >>> [type(part).__name__ for part in standard_parts(pipeline)]
+    ['ColumnTransformer', 'LogisticRegression']
+    """
+    return Pipeline([("preprocess", build_preprocessor(schema, seed)), ("model", model)])
+
+
+def standard_parts(estimator: Any) -> tuple[ColumnTransformer, Any] | None:
+    """``(preprocessor, model)`` of a standard pipeline; None for any other estimator."""
+    if (
+        isinstance(estimator, Pipeline)
+        and len(estimator.steps) == 2
+        and isinstance(estimator[0], ColumnTransformer)
+    ):
+        return estimator[0], estimator[-1]
+    return None

@@ -37,6 +37,8 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from medpredict.encoders.tabular import standard_parts
+
 Block = Callable[[pd.DataFrame], np.ndarray]
 
 
@@ -148,13 +150,10 @@ def fast_preprocessor(preprocessor: ColumnTransformer) -> FastColumnTransformer 
 
 def fast_pipeline(estimator: Any) -> Any:
     """``estimator`` with its standard preprocessor on the fast path (else unchanged)."""
-    if not (
-        isinstance(estimator, Pipeline)
-        and len(estimator.steps) == 2
-        and type(estimator[0]) is ColumnTransformer
-    ):
+    parts = standard_parts(estimator)
+    if parts is None or type(parts[0]) is not ColumnTransformer:
         return estimator
-    fast = fast_preprocessor(estimator[0])
+    fast = fast_preprocessor(parts[0])
     if fast is None:
         return estimator
     (name, _), (model_name, model) = estimator.steps

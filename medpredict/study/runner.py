@@ -28,12 +28,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import ClassifierMixin, clone
-from sklearn.pipeline import Pipeline
 
 from medpredict.data.cohort import Cohort, build_cohort, build_external, load_table
 from medpredict.data.errors import DataError
 from medpredict.data.loading import frame_sha256, read_table
-from medpredict.encoders.tabular import build_preprocessor
+from medpredict.encoders.tabular import build_preprocessor, standard_pipeline
 from medpredict.evaluation.bootstrap import Estimate, bootstrap, bootstrap_weighted
 from medpredict.evaluation.metrics import (
     HIGHER_IS_BETTER,
@@ -82,9 +81,7 @@ def build_pipeline(cohort: Cohort, model: ModelSpec, spec: StudySpec) -> Classif
     )
     if takes_raw_input(model.name):
         return estimator
-    return Pipeline(
-        [("preprocess", build_preprocessor(cohort.schema, spec.seed)), ("model", estimator)]
-    )
+    return standard_pipeline(cohort.schema, estimator, spec.seed)
 
 
 def operating_thresholds(spec: StudySpec, y: np.ndarray, risk: np.ndarray) -> dict[str, float]:

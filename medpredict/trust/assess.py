@@ -34,10 +34,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 
 from medpredict.artifact import dumps_checked
+from medpredict.encoders.tabular import standard_parts
 from medpredict.evaluation.bootstrap import Estimate, bootstrap
 from medpredict.evaluation.metrics import binary_metrics
 from medpredict.report.html import Section
@@ -108,10 +108,11 @@ def _options(options: TrustSpec | Mapping[str, Any] | None) -> TrustSpec:
 
 def _describe_preprocessing(estimator: Any) -> str:
     """Readable preprocessing steps of the standard pipeline."""
-    if not (isinstance(estimator, Pipeline) and isinstance(estimator[0], ColumnTransformer)):
+    standard = standard_parts(estimator)
+    if standard is None:
         return "inside the model (raw-input estimator)"
     parts = []
-    for name, transformer, columns in estimator[0].transformers_:
+    for name, transformer, columns in standard[0].transformers_:
         if transformer == "drop" or not len(columns):
             continue
         steps = transformer.steps if isinstance(transformer, Pipeline) else [(name, transformer)]

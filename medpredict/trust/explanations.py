@@ -50,7 +50,8 @@ import pandas as pd
 import shap
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
+
+from medpredict.encoders.tabular import standard_parts
 
 _TREE_EXPLAINERS: weakref.WeakKeyDictionary[Any, shap.TreeExplainer] = (
     weakref.WeakKeyDictionary()
@@ -302,13 +303,7 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 def _split(estimator: Any) -> tuple[ColumnTransformer | None, Any]:
     """``(preprocessor, model)`` for the standard two-step pipeline, else ``(None, estimator)``."""
-    if (
-        isinstance(estimator, Pipeline)
-        and len(estimator.steps) == 2
-        and isinstance(estimator[0], ColumnTransformer)
-    ):
-        return estimator[0], estimator[-1]
-    return None, estimator
+    return standard_parts(estimator) or (None, estimator)
 
 
 def _tree_explainer(model: Any) -> shap.TreeExplainer | None:

@@ -29,10 +29,9 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, learning_curve
-from sklearn.pipeline import Pipeline
 
+from medpredict.encoders.tabular import standard_parts
 from medpredict.evaluation.metrics import auroc
 from medpredict.report.html import Section, callout, figure, table
 
@@ -115,8 +114,9 @@ def count_parameters(estimator: Any, X: pd.DataFrame) -> int:
     For the standard pipeline that is the preprocessor's output width (each one-hot
     level and missing indicator counts); otherwise the number of input columns.
     """
-    if isinstance(estimator, Pipeline) and isinstance(estimator[0], ColumnTransformer):
-        preprocessor = estimator[0]
+    parts = standard_parts(estimator)
+    if parts is not None:
+        preprocessor = parts[0]
         if hasattr(preprocessor, "output_indices_"):
             return int(sum(s.stop - s.start for s in preprocessor.output_indices_.values()))
     return int(X.shape[1])
