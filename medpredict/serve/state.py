@@ -1,0 +1,131 @@
+"""The service's shared state, and the dependencies that hand it and the caller to routes.
+
+:func:`open_state` puts one of each object on ``app.state``: the model ``store``,
+the FHIR ``mappings``, the ``auth`` checks, the ``audit`` log, the ``predictions``
+queue and the ``settings``. A route asks for what it needs by annotation
+(``store: Store``, ``principal: Clinician``); every dependency here runs on the
+event loop, so none costs a worker thread.
+
+Examples
+--------
+>>> from fastapi import FastAPI
+>>> from fastapi.testclient import TestClient
+>>> from medpredict.serve.config import ServeSettings
+>>> app = FastAPI()
+>>> open_state(app.state, [], ServeSettings(allow_anonymous=True, audit_url="sqlite://"))
+>>> @app.get("/count")
+... def count(store: Store) -> int:
+...     return len(store.names())
+>>> TestClient(app).get("/count").json()
+0
+"""
+
+from collections.abc import Sequence
+from concurrent.futures import Future
+from os import PathLike
+from typing import Annotated, Any
+
+import yaml
+from fastapi import Depends, Path, Request
+from starlette.datastructures import State
+
+from medpredict.serve.audit import AuditLog, input_hash
+from medpredict.serve.auth import Principal
+from medpredict.serve.batching import PredictionQueue
+from medpredict.serve.config import ServeSettings
+from medpredict.serve.fhir import FhirMapping, load_mappings
+from medpredict.serve.models import ModelStore, ServedModel
+from medpredict.serve.package import MAPPING_FILE, listed_files
+from medpredict.serve.security import Authenticator, require
+
+Clinician = Annotated[Principal, Depends(require("clinician"))]
+Admin = Annotated[Principal, Depends(require("admin"))]
+Reader = Annotated[Principal, Depends(require("clinician", "admin"))]
+
+
+class Predictions(PredictionQueue):
+    """The prediction queue, fed raw rows: it validates them and keys their audit hash.
+
+    Parameters
+    ----------
+    audit : the audit log every answer is written to before it is released.
+    input_key : HMAC key for the audited input hashes; None for plain SHA-256.
+    """
+
+    def __init__(self, audit: AuditLog, input_key: bytes | None) -> None:
+        super().__init__(audit)
+        self.input_key = input_key
+
+    def submit_rows(
+        self, model: ServedModel, rows: list[dict[str, Any]], principal: Principal, action: str
+    ) -> Future:
+        """Validate ``rows`` (raises ``RowValidationError``) and queue them for ``model``."""
+        checked = model.validator.validate(rows)
+        return self.submit(model, checked, principal.id, action, input_hash(rows, self.input_key))
+
+
+def fhir_mappings(store: ModelStore, settings: ServeSettings) -> dict[str, FhirMapping]:
+    """Mappings saved in model directories, overridden by the settings' mapping file.
+
+    Raises
+    ------
+    ValueError
+        When a mapping leaves a model feature without a source, or names an unknown one.
+    """
+    mappings: dict[str, FhirMapping] = {}
+    for model in store.all():
+        if MAPPING_FILE in listed_files(model.loaded.path):
+            path = model.loaded.path / MAPPING_FILE
+            mappings[model.name] = FhirMapping.from_dict(
+                yaml.safe_load(path.read_text()), str(path)
+            )
+    if settings.fhir_mapping_file is not None:
+        for name, mapping in load_mappings(settings.fhir_mapping_file).items():
+            if name in store.names():
+                mappings[name] = mapping
+    for name, mapping in mappings.items():
+        mapping.check_covers(store.get(name))
+    return mappings
+
+
+def open_state(
+    state: State, models: Sequence[str | PathLike[str]], settings: ServeSettings
+) -> None:
+    """Load and verify ``models``, then open the credentials and audit log, into ``state``.
+
+    Raises
+    ------
+    ValueError
+        When two directories hold models of one name, a FHIR mapping does not fit
+        its model, or no credentials are configured.
+    """
+    store = ModelStore(list(models), settings)
+    state.store = store
+    state.mappings = fhir_mappings(store, settings)
+    state.auth = Authenticator(settings)
+    state.audit = AuditLog(settings.audit_url, settings.audit_chain_key)
+    key = settings.audit_hmac_key
+    state.predictions = Predictions(state.audit, key.get_secret_value().encode() if key else None)
+    state.settings = settings
+
+
+async def _store(request: Request) -> ModelStore:
+    return request.app.state.store
+
+
+async def _mappings(request: Request) -> dict[str, FhirMapping]:
+    return request.app.state.mappings
+
+
+async def _predictions(request: Request) -> Predictions:
+    return request.app.state.predictions
+
+
+Store = Annotated[ModelStore, Depends(_store)]
+Mappings = Annotated[dict[str, FhirMapping], Depends(_mappings)]
+Queue = Annotated[Predictions, Depends(_predictions)]
+
+
+def model_name(store: ModelStore) -> Any:
+    """The ``{name}`` path parameter, documented with the names ``store`` serves."""
+    return Annotated[str, Path(description="Model name", examples=store.names(), max_length=200)]
