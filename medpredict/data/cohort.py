@@ -1,6 +1,7 @@
 """From a raw table and a study spec to a checked Cohort: features, outcome, roles.
 
-Every check names the column or rows at fault. Rows are never dropped silently:
+Every check (:mod:`medpredict.data.checks`) names the column or rows at fault.
+Rows are never dropped silently:
 rows without an outcome are excluded from modelling and listed in the cohort's
 data-quality record, which the report shows.
 
@@ -16,7 +17,6 @@ Examples
 
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +24,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medpredict.data.errors import DataError, DataWarning, describe_rows
+from medpredict.data.checks import (
+    check_binary_outcome,
+    check_columns_present,
+    check_dates,
+    check_feature_columns,
+    check_informative,
+    check_known_classes,
+    check_multiclass_outcome,
+    check_no_missing,
+    check_unique_ids,
+    date_shapes,
+    uninformative_reason,
+)
+from medpredict.data.errors import DataWarning, describe_rows
 from medpredict.data.loading import read_table
 from medpredict.data.schema import Schema
 from medpredict.evaluation.metrics import auroc
@@ -85,12 +98,7 @@ def _require_columns(frame: pd.DataFrame, spec: StudySpec) -> None:
         "features": list(spec.features or {}),
     }
     for role, names in roles.items():
-        absent = [n for n in names if n is not None and n not in frame.columns]
-        if absent:
-            raise DataError(
-                f"{role} column(s) {', '.join(map(repr, absent))} not found in the data; "
-                f"available columns: {', '.join(map(str, frame.columns))}"
-            )
+        check_columns_present(frame, [n for n in names if n is not None], role)
 
 
 def _encode_target(
@@ -98,37 +106,12 @@ def _encode_target(
 ) -> tuple[np.ndarray, list[Any]]:
     values = target.unique().tolist()
     if classes is not None:
-        unknown = [v for v in values if v not in classes]
-        if unknown:
-            raise DataError(
-                f"target {spec.target!r} holds {unknown[:5]} not seen in the development "
-                f"classes {classes}"
-            )
+        check_known_classes(target, classes)
     elif spec.task == "binary":
-        if len(values) < 2:
-            raise DataError(
-                f"target {spec.target!r} has a single class ({values[0]!r}); "
-                "a binary study needs two"
-            )
-        if len(values) > 2:
-            raise DataError(
-                f"target {spec.target!r} has {len(values)} classes "
-                f"({', '.join(map(repr, sorted(values, key=str)[:6]))}) but the task is binary; "
-                "set task: multiclass or recode the outcome"
-            )
-        positive = spec.positive_class
-        if positive is None:
-            positive = sorted(values, key=str)[-1]
-        matches = [v for v in values if v == positive or str(v) == str(positive)]
-        if not matches:
-            raise DataError(
-                f"positive_class {positive!r} is not a value of target {spec.target!r}; "
-                f"values are {sorted(values, key=str)}"
-            )
-        classes = [v for v in values if v != matches[0]] + matches
+        positive = check_binary_outcome(target, spec.positive_class)
+        classes = [v for v in values if v != positive] + [positive]
     else:
-        if len(values) < 2:
-            raise DataError(f"target {spec.target!r} has a single class ({values[0]!r})")
+        check_multiclass_outcome(target)
         classes = sorted(values, key=str)
     index = {c: i for i, c in enumerate(classes)}
     return target.map(index).to_numpy(dtype=int), classes
@@ -150,20 +133,14 @@ def _feature_columns(frame: pd.DataFrame, spec: StudySpec) -> list[str]:
     return [c for c in frame.columns if c not in reserved]
 
 
-def _check_uninformative(X: pd.DataFrame, schema: Schema, quality: DataQuality) -> list[str]:
+def _drop_uninformative(X: pd.DataFrame, schema: Schema, quality: DataQuality) -> list[str]:
     """Drop all-missing or constant inferred columns (reported); refuse declared ones."""
+    check_informative(X, [f.name for f in schema.features if not f.inferred])
     keep = []
     for f in schema.features:
-        column = X[f.name]
-        problem = None
-        if column.isna().all():
-            problem = "every value is missing"
-        elif column.nunique(dropna=True) == 1 and not column.isna().any():
-            problem = f"every value is {column.dropna().iloc[0]!r} (constant)"
+        problem = uninformative_reason(X[f.name])
         if problem is None:
             keep.append(f.name)
-        elif not f.inferred:
-            raise DataError(f"feature column {f.name!r} carries no information: {problem}")
         else:
             quality.excluded_columns[f.name] = problem
             quality.warnings.append(f"column {f.name!r} left out: {problem}")
@@ -199,27 +176,12 @@ def _check_leakage(
             quality.leaky_columns[f.name] = float(value)
 
 
-def _date_shape(value: str) -> str:
-    """``"N/N/N"`` for ``10/23/64`` or ``3/2/94``, ``"YYYY-N-N"`` for ``1994-03-02``."""
-    date = re.split(r"[ T]", value.strip(), maxsplit=1)[0]
-    return re.sub(r"\d{1,2}", "N", re.sub(r"\d{3,}", "YYYY", date))
-
-
-def _date_shapes(raw: pd.Series) -> pd.Series:
-    """The :func:`_date_shape` of each text value (dates read from files as text)."""
-    return raw[raw.map(lambda v: isinstance(v, str))].map(_date_shape)
-
-
-def _parse_dates(raw: pd.Series) -> pd.Series:
-    """Dates of one format parsed as that format; mixed formats value by value."""
-    mixed = _date_shapes(raw).nunique() > 1
-    return pd.to_datetime(raw, errors="coerce", format="mixed" if mixed else None)
-
-
-def _check_dates(raw: pd.Series, times: pd.Series, column: str, quality: DataQuality) -> None:
+def _warn_about_dates(
+    raw: pd.Series, times: pd.Series, column: str, quality: DataQuality
+) -> None:
     """Warn about dates whose century or order may be read wrongly."""
     found = []
-    shapes = _date_shapes(raw)
+    shapes = date_shapes(raw)
     text = raw[shapes.index].astype(str)
     two_digit = text[~shapes.str.contains("YYYY")]
     if len(two_digit):
@@ -263,42 +225,26 @@ def build_cohort(frame: pd.DataFrame, spec: StudySpec) -> Cohort:
     quality.rows_used = len(kept)
 
     if spec.id_column:
-        duplicated = kept[spec.id_column].duplicated(keep=False)
-        if duplicated.any():
-            ids = kept.loc[duplicated, spec.id_column].unique()[:5].tolist()
-            rows = (np.flatnonzero(duplicated.to_numpy()) + 1).tolist()
-            raise DataError(
-                f"id column {spec.id_column!r} must be unique but {ids} repeat "
-                f"({describe_rows(rows)}); use patient_column for repeated patients"
-            )
+        check_unique_ids(kept[spec.id_column], hint="use patient_column for repeated patients")
     for role in ("patient_column", "site_column"):
         column = getattr(spec, role)
-        if column and kept[column].isna().any():
-            rows = (np.flatnonzero(kept[column].isna().to_numpy()) + 1).tolist()
-            raise DataError(f"{role} {column!r} is missing in {describe_rows(rows)}")
+        if column:
+            check_no_missing(kept[column], role)
 
     y, classes = _encode_target(kept[spec.target], spec)
     columns = _feature_columns(kept, spec)
-    if not columns:
-        raise DataError("no feature columns left: declare features or check exclude")
+    check_feature_columns(columns)
     schema = Schema.infer(kept[columns], declared=spec.features, limits=spec.limits)
     X = schema.coerce(kept[columns])
-    keep = _check_uninformative(X, schema, quality)
+    keep = _drop_uninformative(X, schema, quality)
     schema = Schema([f for f in schema.features if f.name in keep])
     X = X[keep]
     _check_leakage(X, y, schema, spec, quality)
 
     times = None
     if spec.time_column:
-        times = _parse_dates(kept[spec.time_column])
-        bad = times.isna() & kept[spec.time_column].notna()
-        if bad.any() or times.isna().any():
-            rows = (np.flatnonzero(times.isna().to_numpy()) + 1).tolist()
-            raise DataError(
-                f"time column {spec.time_column!r} has missing or unparseable dates in "
-                f"{describe_rows(rows)}; expected ISO dates such as 2024-03-31"
-            )
-        _check_dates(kept[spec.time_column], times, spec.time_column, quality)
+        times = check_dates(kept[spec.time_column])
+        _warn_about_dates(kept[spec.time_column], times, spec.time_column, quality)
 
     counts = np.bincount(y, minlength=len(classes))
     quality.class_counts = {str(c): int(n) for c, n in zip(classes, counts, strict=True)}

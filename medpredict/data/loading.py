@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from medpredict.data.checks import (
+    PARQUET_SUFFIXES,
+    check_has_rows,
+    check_table_file,
+    check_unique_column_names,
+)
 from medpredict.data.errors import DataError
 
 if TYPE_CHECKING:
     from medpredict.spec import DataSource
-
-PARQUET_SUFFIXES = (".parquet", ".pq")
-CSV_SUFFIXES = (".csv", ".txt", ".gz")
 
 
 def read_table(source: DataSource) -> pd.DataFrame:
@@ -45,25 +47,14 @@ def read_file(path: Path, what: str = "data file") -> pd.DataFrame:
         Naming the file, when it is missing, not CSV/Parquet, unreadable, empty, has
         no data rows, or repeats a column name.
     """
-    if not path.is_file():
-        raise DataError(f"{what} {path} does not exist")
-    suffix = path.suffix.lower()
-    if suffix in PARQUET_SUFFIXES:
+    check_table_file(path, what)
+    if path.suffix.lower() in PARQUET_SUFFIXES:
         frame = _read_parquet(path, what)
         header = [str(c) for c in frame.columns]
-    elif suffix in CSV_SUFFIXES:
-        frame, header = _read_csv(path, what)
     else:
-        raise DataError(
-            f"{what} {path}: expected a .csv or .parquet file, got {suffix or 'no suffix'!r}"
-        )
-    repeated = sorted(name for name, count in Counter(header).items() if name and count > 1)
-    if repeated:
-        raise DataError(
-            f"{what} {path}: column names must be unique; repeated: {', '.join(repeated)}"
-        )
-    if frame.empty:
-        raise DataError(f"{what} {path} has column names but no data rows")
+        frame, header = _read_csv(path, what)
+    check_unique_column_names(header, f"{what} {path}")
+    check_has_rows(frame, f"{what} {path}")
     return frame.reset_index(drop=True)
 
 

@@ -28,7 +28,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medpredict.data.errors import DataError, describe_rows
+from medpredict.data.checks import (
+    Limits,
+    LimitViolation,
+    check_limit_columns,
+    check_limits,
+    check_numeric,
+    check_prediction_columns,
+    limit_violations,
+)
+from medpredict.data.errors import describe_limits
 
 _MAX_CATEGORIES = 50
 _TEXT_MIN_MEAN_LENGTH = 40
@@ -52,44 +61,7 @@ class Feature:
 
     def limit_text(self) -> str:
         """The physical limits in words, e.g. ``"0 to 130"``."""
-        if self.limit_min is not None and self.limit_max is not None:
-            return f"{self.limit_min:g} to {self.limit_max:g}"
-        if self.limit_min is not None:
-            return f"at least {self.limit_min:g}"
-        return f"at most {self.limit_max:g}"
-
-
-@dataclass
-class LimitViolation:
-    """Rows of one column outside its physical limits (0-based positions)."""
-
-    column: str
-    rows: list[int]
-    limits: str
-
-    def message(self) -> str:
-        return (
-            f"column {self.column!r} must be {self.limits} (physical limit) but "
-            f"{describe_rows([r + 1 for r in self.rows])} (data row numbers, 1-based) are not"
-        )
-
-
-def _numeric_or_error(column: pd.Series, name: str) -> pd.Series:
-    """Parse ``column`` as numbers; raise naming the rows that do not parse."""
-    if pd.api.types.is_bool_dtype(column):
-        return column.astype(float)
-    if pd.api.types.is_numeric_dtype(column):
-        return column.astype(float)
-    parsed = pd.to_numeric(column, errors="coerce")
-    bad = column.notna() & parsed.isna()
-    if bad.any():
-        rows = (np.flatnonzero(bad.to_numpy()) + 1).tolist()
-        examples = ", ".join(repr(v) for v in column[bad].unique()[:3])
-        raise DataError(
-            f"column {name!r} should hold numbers but {describe_rows(rows)} "
-            f"(data row numbers, 1-based) hold {examples}"
-        )
-    return parsed.astype(float)
+        return describe_limits(self.limit_min, self.limit_max)
 
 
 def infer_kind(column: pd.Series) -> str:
@@ -167,13 +139,7 @@ class Schema:
 
     def _set_limits(self, coerced: pd.DataFrame, declared: dict[str, dict[str, float]]) -> None:
         numeric = {f.name: f for f in self.features if f.kind == "numeric"}
-        unknown = [n for n in declared if n not in numeric]
-        if unknown:
-            raise DataError(
-                f"limits are declared for {', '.join(map(repr, unknown))}, which "
-                f"{'is' if len(unknown) == 1 else 'are'} not a numeric feature; "
-                f"numeric features: {', '.join(numeric) or 'none'}"
-            )
+        check_limit_columns(declared, list(numeric))
         for name, f in numeric.items():
             if name in declared:
                 f.limit_min, f.limit_max = declared[name].get("min"), declared[name].get("max")
@@ -182,28 +148,18 @@ class Schema:
                 column = coerced[name]
                 if not ((column < low) | (column > high)).any():
                     f.limit_min, f.limit_max = low, high
-        violations = self.limit_violations(coerced)
-        if violations:
-            raise DataError(
-                "training data break the declared limits: "
-                + "; ".join(v.message() for v in violations)
-            )
+        check_limits(coerced, self._limits(), "training data break the declared limits")
+
+    def _limits(self) -> dict[str, Limits]:
+        return {
+            f.name: (f.limit_min, f.limit_max)
+            for f in self.features
+            if f.limit_min is not None or f.limit_max is not None
+        }
 
     def limit_violations(self, coerced: pd.DataFrame) -> list[LimitViolation]:
         """Columns of a coerced frame with values outside their physical limits."""
-        out = []
-        for f in self.features:
-            if f.limit_min is None and f.limit_max is None:
-                continue
-            values = coerced[f.name].to_numpy(dtype=float, na_value=np.nan)
-            bad = np.zeros(len(values), dtype=bool)
-            if f.limit_min is not None:
-                bad |= values < f.limit_min
-            if f.limit_max is not None:
-                bad |= values > f.limit_max
-            if bad.any():
-                out.append(LimitViolation(f.name, np.flatnonzero(bad).tolist(), f.limit_text()))
-        return out
+        return limit_violations(coerced, self._limits())
 
     def coerce(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Return ``frame``'s schema columns with numbers parsed and categories as text."""
@@ -211,7 +167,7 @@ class Schema:
         for f in self.features:
             column = frame[f.name]
             if f.kind in ("numeric", "boolean"):
-                out[f.name] = _numeric_or_error(column, f.name)
+                out[f.name] = check_numeric(column)
             elif f.kind == "categorical":
                 out[f.name] = column.astype("string").astype(object).where(column.notna(), np.nan)
             else:
@@ -233,26 +189,9 @@ class Schema:
             Naming every missing column, every unexpected column (with ``extra="error"``),
             any column whose values do not parse and the rows outside physical limits.
         """
-        missing = [n for n in self.names if n not in frame.columns]
-        unexpected = [c for c in frame.columns if c not in self.names]
-        problems = []
-        if missing:
-            problems.append(f"missing column(s) the model needs: {', '.join(missing)}")
-        if unexpected and extra == "error":
-            problems.append(
-                f"unexpected column(s) the model does not use: {', '.join(map(str, unexpected))}"
-            )
-        if problems:
-            raise DataError(
-                "prediction input does not match the model's schema: " + "; ".join(problems)
-            )
+        check_prediction_columns(frame, self.names, extra)
         coerced = self.coerce(frame)
-        violations = self.limit_violations(coerced)
-        if violations:
-            raise DataError(
-                "prediction input holds impossible values: "
-                + "; ".join(v.message() for v in violations)
-            )
+        check_limits(coerced, self._limits(), "prediction input holds impossible values")
         return coerced
 
     def to_dict(self) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
+from medpredict.data.checks import check_allowed_values, check_no_missing, check_numeric
 from medpredict.data.errors import DataError
 from medpredict.encoders.tabular import register_encoder
 from medpredict.settings import require_data
@@ -66,10 +67,9 @@ def _read_golub_table(relative: str) -> pd.DataFrame:
     bad = [c for c in calls if not str(c).startswith("call")]
     if bad or len(patients) != len(calls):
         raise DataError(f"{path}: expected patient columns each followed by a 'call' column")
-    values = raw[patients].apply(pd.to_numeric, errors="coerce")
-    if values.isna().any().any():
-        column = values.columns[values.isna().any()].tolist()[0]
-        raise DataError(f"{path}: patient column {column!r} holds values that are not numbers")
+    values = pd.DataFrame({p: check_numeric(raw[p], where=str(path)) for p in patients})
+    for patient in patients:
+        check_no_missing(values[patient], "patient column", where=str(path))
     table = values.T
     table.columns = raw["Gene Accession Number"].astype(str).tolist()
     table.index = pd.Index([int(p) for p in patients], name="patient")
@@ -101,13 +101,13 @@ def load_golub(split: str = "train", folder: str = "genomics") -> ExpressionData
         raise ValueError(f"split must be one of {sorted(files)}, got {split!r}")
     X = _read_golub_table(f"{folder}/{files[split]}")
     labels_path = require_data(f"{folder}/actual.csv")
-    labels = pd.read_csv(labels_path).set_index("patient")["cancer"]
+    labels = pd.read_csv(labels_path)
+    check_allowed_values(labels["cancer"], ["ALL", "AML"], where=str(labels_path))
+    labels = labels.set_index("patient")["cancer"]
     unknown = sorted(set(X.index) - set(labels.index))
     if unknown:
         raise DataError(f"{labels_path} has no diagnosis for patient(s) {unknown[:10]}")
     diagnosis = labels.loc[X.index]
-    if not diagnosis.isin(["ALL", "AML"]).all():
-        raise DataError(f"{labels_path}: column 'cancer' must be ALL or AML")
     y = (diagnosis == "AML").astype(int).rename("aml")
     names = X.attrs.pop("gene_names")
     return ExpressionData(X, y, f"Golub leukaemia {split} set: AML (1) vs ALL (0)", {}, names)

@@ -36,6 +36,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
+from medpredict.data.checks import check_allowed_values, check_columns_present, check_numeric
 from medpredict.data.errors import DataError, describe_rows
 from medpredict.encoders.embedding_cache import EmbeddingCache, text_keys, weights_fingerprint
 from medpredict.encoders.tabular import register_encoder
@@ -400,14 +401,9 @@ def load_medical_abstracts(relative: str = "text/medical_abstracts_test.csv") ->
     """
     path = require_data(relative)
     raw = pd.read_csv(path)
-    expected = {"condition_label", "medical_abstract"}
-    if not expected <= set(raw.columns):
-        raise DataError(f"{path} should have columns {sorted(expected)}, has {list(raw.columns)}")
-    labels = pd.to_numeric(raw["condition_label"], errors="coerce")
-    bad = ~labels.isin(list(ABSTRACT_CLASSES))
-    if bad.any():
-        rows = (np.flatnonzero(bad.to_numpy()) + 2).tolist()
-        raise DataError(f"{path}: condition_label must be 1-5; see file {describe_rows(rows)}")
+    check_columns_present(raw, ["condition_label", "medical_abstract"], "corpus", str(path))
+    labels = check_numeric(raw["condition_label"], where=str(path))
+    check_allowed_values(labels, ABSTRACT_CLASSES, where=str(path))
     as_text_frame(raw[["medical_abstract"]])
     return pd.DataFrame(
         {

@@ -21,7 +21,7 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -286,6 +286,33 @@ def read_images(
     return np.stack(images).astype(np.float32)
 
 
+def check_labels_table(
+    table: pd.DataFrame,
+    path_column: str = "path",
+    label_column: str = "label",
+    source: str | Path = "labels CSV",
+) -> None:
+    """Refuse a labels table without its path and label columns, or with rows lacking either.
+
+    Rows are named by their line in the CSV file (the header is line 1).
+
+    Examples
+    --------
+    >>> labels = pd.DataFrame({"path": ["a.png", None], "label": [1, 0]})
+    >>> check_labels_table(labels, source="labels.csv")
+    Traceback (most recent call last):
+        ...
+    medpredict.data.errors.DataError: labels.csv: rows 3 have no 'path' or 'label'
+    """
+    missing = [c for c in (path_column, label_column) if c not in table.columns]
+    if missing:
+        raise DataError(f"{source} lacks column(s) {missing}; found {list(table.columns)}")
+    empty = table.index[table[path_column].isna() | table[label_column].isna()]
+    if len(empty):
+        rows = ", ".join(str(i + 2) for i in empty[:10])
+        raise DataError(f"{source}: rows {rows} have no {path_column!r} or {label_column!r}")
+
+
 def load_image_folder(
     labels_csv: str | Path,
     path_column: str = "path",
@@ -310,15 +337,7 @@ def load_image_folder(
     """
     labels_csv = Path(labels_csv)
     table = pd.read_csv(labels_csv)
-    missing = [c for c in (path_column, label_column) if c not in table.columns]
-    if missing:
-        raise DataError(
-            f"{labels_csv} lacks column(s) {missing}; found {list(table.columns)}"
-        )
-    empty = table.index[table[path_column].isna() | table[label_column].isna()]
-    if len(empty):
-        rows = ", ".join(str(i + 2) for i in empty[:10])
-        raise DataError(f"{labels_csv}: rows {rows} have no {path_column!r} or {label_column!r}")
+    check_labels_table(table, path_column, label_column, labels_csv)
     base = labels_csv.parent
     paths = [p if Path(p).is_absolute() else base / p for p in table[path_column].astype(str)]
     images = read_images(paths, size, color, window, context=str(labels_csv))
@@ -334,6 +353,61 @@ def load_image_folder(
         class_names={c: str(c) for c in np.unique(labels)},
         positive_label=positive_label,
     )
+
+
+def check_medmnist_split(
+    data: Mapping[str, np.ndarray], split: str, path: str | Path
+) -> tuple[np.ndarray, np.ndarray]:
+    """One split's images and labels from a MedMNIST archive, refusing a malformed one.
+
+    Parameters
+    ----------
+    data : the archive's arrays by name (an open ``.npz`` file).
+    split : ``"train"``, ``"val"`` or ``"test"``.
+    path : the archive, named in the message.
+
+    Returns
+    -------
+    images : ``(N, H, W)`` or ``(N, H, W, C)`` as stored.
+    labels : ``(N,)`` (a ``(N, 1)`` column is flattened).
+
+    Raises
+    ------
+    ImageDataError
+        Naming the archive: a split's array is missing, the labels are multi-label, or
+        images and labels do not match.
+
+    Examples
+    --------
+    >>> labels = np.zeros((4, 2))
+    >>> check_medmnist_split({"train_images": np.zeros((4, 28, 28)), "train_labels": labels},
+    ...                      "train", "two_labels.npz")  # doctest: +NORMALIZE_WHITESPACE
+    Traceback (most recent call last):
+        ...
+    medpredict.imaging.cohort.ImageDataError: 1 unusable image file(s): two_labels.npz:
+    train_labels has shape (4, 2); only single-label tasks are supported
+    """
+    keys = (f"{split}_images", f"{split}_labels")
+    absent = [k for k in keys if k not in data]
+    if absent:
+        raise ImageDataError(
+            {str(path): f"missing array(s) {absent}; MedMNIST files hold "
+                        "train/val/test _images and _labels"}
+        )
+    images, labels = data[keys[0]], data[keys[1]]
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1:
+        raise ImageDataError(
+            {str(path): f"{keys[1]} has shape {labels.shape}; only single-label "
+                        "tasks are supported"}
+        )
+    if images.ndim not in (3, 4) or len(images) != len(labels):
+        raise ImageDataError(
+            {str(path): f"{keys[0]} has shape {images.shape} for {len(labels)} labels; "
+                        "expected (N, H, W) or (N, H, W, C)"}
+        )
+    return images, labels
 
 
 def load_medmnist(
@@ -365,33 +439,14 @@ def load_medmnist(
     out = {}
     with data:
         for split in ("train", "val", "test"):
-            keys = (f"{split}_images", f"{split}_labels")
-            absent = [k for k in keys if k not in data.files]
-            if absent:
-                raise ImageDataError(
-                    {str(path): f"missing array(s) {absent}; MedMNIST files hold "
-                                "train/val/test _images and _labels"}
-                )
-            images, labels = data[keys[0]], data[keys[1]]
-            if labels.ndim == 2 and labels.shape[1] == 1:
-                labels = labels[:, 0]
-            if labels.ndim != 1:
-                raise ImageDataError(
-                    {str(path): f"{keys[1]} has shape {labels.shape}; only single-label "
-                                "tasks are supported"}
-                )
-            if images.ndim not in (3, 4) or len(images) != len(labels):
-                raise ImageDataError(
-                    {str(path): f"{keys[0]} has shape {images.shape} for {len(labels)} labels; "
-                                "expected (N, H, W) or (N, H, W, C)"}
-                )
+            images, labels = check_medmnist_split(data, split, path)
             if images.ndim == 4:
                 images = np.moveaxis(images, -1, 1)
             names = class_names or {int(c): str(c) for c in np.unique(labels)}
             out[split] = ImageCohort(
                 images=images,
                 labels=labels.astype(np.int64),
-                refs=[f"{path}#{keys[0]}/{i}" for i in range(len(labels))],
+                refs=[f"{path}#{split}_images/{i}" for i in range(len(labels))],
                 class_names=dict(names),
                 positive_label=positive_label,
             )

@@ -36,6 +36,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pcsv
 
+from medpredict.data.checks import check_columns_present
 from medpredict.data.errors import DataError
 
 TIME_COLUMNS = ("datetime", "time", "timestamp", "date_time", "date", "start_time")
@@ -252,9 +253,7 @@ def read_long_csv(path: str | Path) -> pd.DataFrame:
     """
     columns = _header(path)
     lower = _lower_map(columns)
-    missing = [c for c in LONG_COLUMNS if c not in lower]
-    if missing:
-        raise DataError(f"{Path(path).name}: missing columns {missing} (found {columns})")
+    check_columns_present(lower, LONG_COLUMNS, role="long-format", where=Path(path).name)
     usecols = [lower[c] for c in LONG_COLUMNS]
     try:
         table, malformed = _parse(
