@@ -70,6 +70,27 @@ def test_rows_with_missing_target_are_reported_not_silently_dropped(pima):
     assert 1 not in cohort.row_numbers and len(cohort.y) == 198
 
 
+
+@pytest.mark.parametrize(
+    ("column", "bad", "spec", "rows"),
+    [
+        ("record", 4, {"id_column": "record"}, "rows 5, 7"),
+        ("bmi", "32,1", {}, "row 7 "),
+        ("visit", "31/31/2020", {"time_column": "visit", "validation": {"scheme": "temporal"}},
+         "row 7;"),
+    ],
+)
+def test_rows_named_after_an_excluded_row_are_table_rows(pima, column, bad, spec, rows):
+    pima["type"] = pima["type"].astype(object)
+    pima.loc[0, "type"] = None  # table row 1 is excluded: later rows keep their numbers
+    pima["record"] = np.arange(len(pima))
+    pima["visit"] = pd.date_range("2020-01-01", periods=len(pima), freq="D").astype(str)
+    pima[column] = pima[column].astype(object)
+    pima.loc[6, column] = bad
+    with pytest.raises(DataError) as raised:
+        build_cohort(pima, _spec(**spec))
+    assert rows in str(raised.value)
+
 def test_a_target_missing_in_every_row_is_named_not_a_crash(pima):
     pima["type"] = None
     with pytest.raises(DataError, match=r"target 'type' has no value in any row"):

@@ -42,7 +42,13 @@ def _at(where: str | None) -> str:
 
 
 def _rows(mask: np.ndarray | pd.Series) -> list[int]:
-    """1-based positions of the true values of ``mask``."""
+    """1-based table rows of the true values of ``mask``.
+
+    A Series keeps the integer index of the table it was read from, so its labels are
+    table rows even after rows were excluded (e.g. rows without an outcome).
+    """
+    if isinstance(mask, pd.Series) and pd.api.types.is_integer_dtype(mask.index):
+        return (mask.index[mask.to_numpy(dtype=bool)] + 1).tolist()
     return (np.flatnonzero(np.asarray(mask)) + 1).tolist()
 
 
