@@ -44,6 +44,11 @@ CAPABILITY_COMMANDS = {
         "image_study",
         "Fit image models, select on validation, score the test split, save the best.",
     ),
+    "signal-windows": (
+        "medpredict.signals.cli",
+        "signal_windows",
+        "Cut annotated ECG records into a study table of labelled windows.",
+    ),
 }
 
 

@@ -84,6 +84,8 @@ _MEDPREDICT = (
     "medpredict.models.fusion.LateFusionClassifier",
     "medpredict.models.fusion.TabularEncoder",
     "medpredict.signals.features.HRVFeatures",
+    "medpredict.signals.features.SignalHRVFeatures",
+    "medpredict.signals.loader.SignalLoader",
     "medpredict.signals.nets.CNN1DClassifier",
     "medpredict.signals.nets.CNNGRUClassifier",
 )

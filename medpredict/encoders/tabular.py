@@ -35,6 +35,7 @@ _KIND_MODULES = {
     "text": "medpredict.encoders.text",
     "genes": "medpredict.encoders.genes",
     "image": "medpredict.imaging.models",
+    "signal": "medpredict.signals.models",
 }
 
 

@@ -36,6 +36,7 @@ _OPTIONAL_MODULES = (
     "medpredict.models.deep",
     "medpredict.models.hybrid",
     "medpredict.imaging.models",
+    "medpredict.signals.models",
     "medpredict.models.fusion",
 )
 

@@ -1,24 +1,33 @@
-"""HRV feature extraction as a scikit-learn transformer over raw ECG windows.
+"""HRV feature extraction as scikit-learn transformers over ECG windows.
 
 Each window (one lead) is cleaned, its R-peaks found and HRV features computed with
 NeuroKit2 (:mod:`medpredict.signals.ecg`), plus the beat count and a signal-quality
-grade. The transformer learns nothing, so extracting features once for every window
+grade. :class:`HRVFeatures` takes window arrays; :class:`SignalHRVFeatures` takes a
+column of signal references (a study's ``signal`` column), reads the windows with
+:class:`~medpredict.signals.loader.SignalLoader` and uses their own sampling rate.
+Neither learns anything from the windows, so extracting features once for every window
 and then cross-validating a model on them leaks nothing between patients.
 
 Examples
 --------
+>>> import pandas as pd
 >>> from medpredict.settings import require_data
->>> from medpredict.signals.windows import af_windows
->>> X, meta = af_windows(require_data("ecg/cpsc2021"))  # doctest: +SKIP
->>> HRVFeatures(fs=200).fit_transform(X[:3]).shape  # doctest: +SKIP
-(3, 21)
+>>> record = require_data("ecg/cpsc2021/data_21_7.hea").with_suffix("")
+>>> refs = pd.DataFrame({"ecg": [f"{record}#start={s}s&stop={s + 15}s&lead=II"
+...                              for s in (0, 15)]})
+>>> features = SignalHRVFeatures(quality=False).fit_transform(refs)
+>>> features.shape, bool((60_000 / features["HRV_MeanNN"]).between(40, 150).all())
+((2, 20), True)
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
 
 from medpredict.data.errors import DataError
 from medpredict.signals.ecg import (
@@ -28,6 +37,7 @@ from medpredict.signals.ecg import (
     r_peaks,
     signal_quality,
 )
+from medpredict.signals.loader import SignalLoader
 
 
 class HRVFeatures(TransformerMixin, BaseEstimator):
@@ -80,3 +90,63 @@ class HRVFeatures(TransformerMixin, BaseEstimator):
                 row["quality"] = signal_quality(window, self.fs, peaks)
             rows.append(row)
         return pd.DataFrame(rows, columns=self._names())
+
+
+class SignalHRVFeatures(TransformerMixin, BaseEstimator):
+    """Column of single-lead signal references -> HRV feature DataFrame.
+
+    The windows are read with :class:`~medpredict.signals.loader.SignalLoader`, which
+    learns their sampling rate at fit; HRV is computed at that rate. HRV needs one lead:
+    references to several leads are refused, asking for one (``lead=II``).
+
+    Parameters
+    ----------
+    column : the reference column of a DataFrame input; default: its only column.
+    root : folder that relative references resolve from (default: working directory).
+    frequency, quality : as for :class:`HRVFeatures`.
+
+    Attributes
+    ----------
+    loader_ : the fitted loader.
+    hrv_ : the :class:`HRVFeatures` at the windows' sampling rate.
+    """
+
+    def __init__(
+        self,
+        column: str | None = None,
+        root: str | None = None,
+        frequency: bool = True,
+        quality: bool = True,
+    ) -> None:
+        self.column = column
+        self.root = root
+        self.frequency = frequency
+        self.quality = quality
+
+    def fit(self, X: Any, y: Any = None) -> SignalHRVFeatures:
+        """Fit the loader (sampling rate, lead, window length); nothing else is learned."""
+        self.fit_transform(X)
+        return self
+
+    def fit_transform(self, X: Any, y: Any = None, **fit_params: Any) -> pd.DataFrame:
+        """Fit, then return the training windows' features (each window is read once)."""
+        loader = SignalLoader(self.column, self.root)
+        windows = loader.fit_transform(X)
+        if len(loader.leads_) != 1:
+            raise DataError(
+                f"signal column {loader.column_!r} references {len(loader.leads_)} leads "
+                f"({', '.join(loader.leads_)}); HRV features use one: name it in each "
+                "reference (e.g. ...&lead=II)"
+            )
+        self.loader_ = loader
+        self.hrv_ = HRVFeatures(loader.fs_, 0, self.frequency, self.quality).fit(windows)
+        return self.hrv_.transform(windows)
+
+    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
+        """The HRV feature names, in output order."""
+        return HRVFeatures(frequency=self.frequency, quality=self.quality).get_feature_names_out()
+
+    def transform(self, X: Any) -> pd.DataFrame:
+        """One row of features per referenced window."""
+        check_is_fitted(self, "hrv_")
+        return self.hrv_.transform(self.loader_.transform(X))

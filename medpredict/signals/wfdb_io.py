@@ -48,16 +48,28 @@ def _stem(path: str | Path) -> Path:
     return path.with_suffix("") if path.suffix in (".hea", ".dat", ".atr") else path
 
 
-def read_record(path: str | Path) -> EcgRecord:
-    """Read a WFDB record given its path without extension (or with ``.hea``)."""
+def read_record(path: str | Path, require_finite: bool = True) -> EcgRecord:
+    """Read a WFDB record given its path without extension (or with ``.hea``).
+
+    Raises
+    ------
+    FileNotFoundError
+        When the record has no header file.
+    DataError
+        Naming the record when its files cannot be read, or (with ``require_finite``)
+        when any sample is not finite.
+    """
     import wfdb
 
     stem = _stem(path)
     if not stem.with_suffix(".hea").exists():
         raise FileNotFoundError(f"{stem}.hea: WFDB header not found")
-    record = wfdb.rdrecord(str(stem))
+    try:
+        record = wfdb.rdrecord(str(stem))
+    except (OSError, ValueError) as err:
+        raise DataError(f"{stem.name}: not a readable WFDB record ({err})") from err
     signal = np.asarray(record.p_signal, dtype=np.float32)
-    if not np.isfinite(signal).all():
+    if require_finite and not np.isfinite(signal).all():
         bad = np.flatnonzero(~np.isfinite(signal).all(axis=1))
         raise DataError(f"{stem.name}: {bad.size} samples are not finite (first at {bad[0]})")
     return EcgRecord(stem, signal, float(record.fs), list(record.sig_name), list(record.comments))

@@ -16,12 +16,13 @@ Examples
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from medpredict.data.errors import DataError
+from medpredict.data.errors import DataError, DataWarning
 from medpredict.signals.wfdb_io import read_record, rhythm_intervals
 
 
@@ -73,6 +74,10 @@ def af_windows(
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """Every window of every WFDB record in ``folder`` with its label and patient.
 
+    Records shorter than one window yield none; they are named in a ``DataWarning``.
+    For a study table with a quarantine of unusable records and windows, see
+    :func:`medpredict.signals.cohort.af_window_table`.
+
     Returns
     -------
     X : float32 array ``(windows, leads, samples)``.
@@ -82,7 +87,7 @@ def af_windows(
     headers = sorted(Path(folder).glob("*.hea"))
     if not headers:
         raise FileNotFoundError(f"{folder}: no WFDB records (.hea files)")
-    arrays, metas = [], []
+    arrays, metas, short = [], [], []
     for header in headers:
         record = read_record(header)
         windows = label_windows(
@@ -94,6 +99,7 @@ def af_windows(
             af_threshold,
         )
         if windows.empty:
+            short.append(record.record)
             continue
         length = int(windows["stop"].iloc[0] - windows["start"].iloc[0])
         index = windows["start"].to_numpy()[:, None] + np.arange(length)
@@ -101,6 +107,13 @@ def af_windows(
         metas.append(windows.assign(patient=record.patient, record=record.record, fs=record.fs))
     if not metas:
         raise DataError(f"{folder}: every record is shorter than one {window_s} s window")
+    if short:
+        warnings.warn(
+            f"{len(short)} record(s) shorter than one {window_s:g} s window left out: "
+            f"{', '.join(short)}",
+            DataWarning,
+            stacklevel=2,
+        )
     meta = pd.concat(metas, ignore_index=True)
     columns = ["patient", "record", "start", "stop", "af_fraction", "label", "fs"]
     return np.concatenate(arrays).astype(np.float32), meta[columns]
