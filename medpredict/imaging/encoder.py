@@ -24,10 +24,9 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from medpredict.imaging.backbones import Backbone, build_backbone
-from medpredict.imaging.network import torch_threads
 from medpredict.imaging.transfer import DEFAULT_SIZES, image_array
 from medpredict.imaging.transforms import as_unit_tensor, match_channels, normalise, resize
-from medpredict.models.deep.training import NumpyWeightsMixin
+from medpredict.models.deep.training import NumpyWeightsMixin, torch_threads
 
 
 class PretrainedImageEncoder(NumpyWeightsMixin, TransformerMixin, BaseEstimator):

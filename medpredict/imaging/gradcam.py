@@ -30,9 +30,9 @@ from torch.nn import functional
 
 from medpredict.imaging.encoder import PretrainedImageEncoder
 from medpredict.imaging.ensemble import AveragedImageModels
-from medpredict.imaging.network import torch_threads
 from medpredict.imaging.transfer import ImageTransferClassifier, image_array
 from medpredict.imaging.transforms import as_unit_tensor, match_channels, normalise, resize
+from medpredict.models.deep.training import torch_threads
 from medpredict.report.html import Section, callout, escape, figure
 
 # (normalised input, stage or None) -> (map at the chosen stage, logits for every class)

@@ -10,8 +10,6 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -20,20 +18,6 @@ from torch import nn
 
 from medpredict.imaging.backbones import Backbone, build_backbone
 from medpredict.imaging.transforms import as_unit_tensor, match_channels, normalise, resize
-
-
-@contextmanager
-def torch_threads(n_threads: int | None) -> Iterator[None]:
-    """Run the block with ``n_threads`` intra-op threads (None: leave as is)."""
-    if n_threads is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(int(n_threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 class ImageNetwork(nn.Module):

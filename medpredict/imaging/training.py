@@ -7,8 +7,9 @@ schedule. With ``freeze_batchnorm`` the batch-norm layers of trained stages keep
 (pretrained) running statistics and only their affine parameters learn: batches of a
 small medical dataset give poor estimates of new statistics. Without augmentation,
 the frozen part runs once and its output is cached.
-The epoch with the best validation score is kept. Everything random derives from
-``seed`` through explicit generators.
+The epoch with the best validation score is kept (the epoch loop is medpredict's one
+loop, :func:`~medpredict.models.deep.training.run_epochs`). Everything random derives
+from ``seed`` through explicit generators.
 """
 
 from __future__ import annotations
@@ -25,16 +26,16 @@ from medpredict.evaluation.metrics import auroc
 from medpredict.imaging.network import ImageNetwork
 from medpredict.imaging.transforms import augment as random_augment
 from medpredict.imaging.transforms import match_channels, normalise, resize
+from medpredict.models.deep.training import TrainingLog, run_epochs
 
 
 @dataclass
-class FitLog:
-    """What happened in one training run."""
+class FitLog(TrainingLog):
+    """What happened in one training run, with the validation AUROC per epoch.
 
-    best_epoch: int = -1
-    epochs_run: int = 0
-    train_loss: list[float] = field(default_factory=list)
-    validation_loss: list[float] = field(default_factory=list)
+    ``validation_loss`` is the validation cross-entropy whichever score is monitored.
+    """
+
     validation_auroc: list[float] = field(default_factory=list)
 
 
@@ -116,7 +117,10 @@ def train_network(
 ) -> FitLog:
     """Train ``network`` in place on images in [0, 1] (``(N, C, H, W)``) with class indices ``y``.
 
-    With no validation images it trains ``max_epochs`` and keeps the last weights.
+    The epochs run in :func:`~medpredict.models.deep.training.run_epochs`; this function
+    adds the frozen stages, layer-wise learning rates, the cosine schedule, batch-norm
+    freezing and augmentation. With no validation images it trains ``max_epochs`` and
+    keeps the last weights.
     """
     stages = network.backbone.stages
     first = len(stages) - min(max(config.trainable, 0), len(stages))
@@ -138,64 +142,57 @@ def train_network(
         return torch.cat(outs)
 
     cached = None if config.augment else frozen_part(unit)
-    val_cached = None
-    if val_unit is not None and val_y is not None and len(val_y):
-        val_cached = frozen_part(val_unit)
-        val_target = torch.from_numpy(np.asarray(val_y, dtype=np.int64))
     optimiser = torch.optim.AdamW(
         _param_groups(network, first, config), weight_decay=config.weight_decay
     )
     base_rates = [g["lr"] for g in optimiser.param_groups]
-    n = len(target)
-    n_batches = max(1, math.ceil(n / config.batch_size))
-    if n // n_batches < 2:
-        n_batches = max(1, n // 2)
-    log = FitLog()
-    best_value, best_state = math.inf, None
-    for epoch in range(config.max_epochs):
+
+    def start_epoch(epoch: int) -> None:
         factor = 0.5 * (1 + math.cos(math.pi * epoch / config.max_epochs))
         for group, rate in zip(optimiser.param_groups, base_rates, strict=True):
             group["lr"] = rate * factor
         _set_modes(network, first, config.freeze_batchnorm)
-        order = torch.randperm(n, generator=generator)
-        total = 0.0
-        for rows in torch.tensor_split(order, n_batches):
-            if cached is not None:
-                x = cached[rows]
-            else:
-                x = random_augment(_resized(network, unit[rows]), generator)
-                with torch.no_grad():
-                    x = _run_stages(network, _normalised(network, x), 0, first)
-            logits = network.classify(_run_stages(network, x, first, len(stages)))
-            loss = functional.cross_entropy(logits, target[rows], weight=weight)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            total += float(loss.detach()) * len(rows)
-        log.train_loss.append(total / n)
-        log.epochs_run = epoch + 1
-        if val_cached is None:
-            continue
-        network.eval()
-        with torch.inference_mode():
+
+    def batch_loss(rows: torch.Tensor) -> torch.Tensor:
+        if cached is not None:
+            x = cached[rows]
+        else:
+            x = random_augment(_resized(network, unit[rows]), generator)
+            with torch.no_grad():
+                x = _run_stages(network, _normalised(network, x), 0, first)
+        logits = network.classify(_run_stages(network, x, first, len(stages)))
+        return functional.cross_entropy(logits, target[rows], weight=weight)
+
+    losses: list[float] = []
+    aurocs: list[float] = []
+    validation = None
+    if val_unit is not None and val_y is not None and len(val_y):
+        val_cached = frozen_part(val_unit)
+        val_target = torch.from_numpy(np.asarray(val_y, dtype=np.int64))
+
+        def validation() -> float:
             logits = torch.cat([
                 network.classify(_run_stages(network, val_cached[s : s + 64], first, len(stages)))
                 for s in range(0, len(val_cached), 64)
             ])
-        val_loss, val_auc = _score(logits, val_target)
-        log.validation_loss.append(val_loss)
-        log.validation_auroc.append(val_auc)
-        value = val_loss if config.monitor == "loss" else -val_auc
-        if value < best_value - 1e-6:
-            best_value, log.best_epoch = value, epoch
-            best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
-        elif epoch - log.best_epoch >= config.patience:
-            break
-    if best_state is not None:
-        network.load_state_dict(best_state)
-    else:
-        log.best_epoch = log.epochs_run - 1
+            val_loss, val_auc = _score(logits, val_target)
+            losses.append(val_loss)
+            aurocs.append(val_auc)
+            return val_loss if config.monitor == "loss" else -val_auc
+
+    log = run_epochs(
+        network,
+        optimiser,
+        batch_loss,
+        len(target),
+        max_epochs=config.max_epochs,
+        batch_size=config.batch_size,
+        generator=generator,
+        validation=validation,
+        patience=config.patience,
+        min_improvement=1e-6,
+        start_epoch=start_epoch,
+    )
     for p in network.parameters():
         p.requires_grad_(True)
-    network.eval()
-    return log
+    return FitLog(log.best_epoch, log.epochs_run, log.train_loss, losses, aurocs)

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -44,11 +44,17 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from medpredict.data.errors import DataError
+from medpredict.evaluation.splits import inner_split
 from medpredict.imaging.cohort import load_image_folder, load_medmnist
-from medpredict.imaging.network import ImageNetwork, batched_logits, torch_threads
+from medpredict.imaging.network import ImageNetwork, batched_logits
 from medpredict.imaging.training import FitLog, TrainConfig, train_network
 from medpredict.imaging.transforms import as_unit_tensor
-from medpredict.models.deep.training import NumpyWeightsMixin, inner_split, seeded
+from medpredict.models.deep.training import (
+    NumpyWeightsMixin,
+    seeded,
+    state_to_safetensors,
+    torch_threads,
+)
 
 STRATEGIES = ("linear_probe", "last_blocks", "full")
 DEFAULT_SIZES = {"efficientnet_lite0": 128, "small_cnn": None}
@@ -129,6 +135,9 @@ class ImageTransferClassifier(NumpyWeightsMixin, ClassifierMixin, BaseEstimator)
     fit_log_, head_log_, source_log_ : training histories (:class:`FitLog`; the head
         warm-up and source stage are None unless used).
     """
+
+    # patient ids reach ``fit`` through scikit-learn metadata routing, even inside a Pipeline
+    __metadata_request__fit: ClassVar[dict[str, bool]] = {"groups": True}
 
     def __init__(
         self,
@@ -341,8 +350,5 @@ class ImageTransferClassifier(NumpyWeightsMixin, ClassifierMixin, BaseEstimator)
 
     def export_weights(self) -> bytes:
         """The fitted backbone's weights as safetensors bytes, loadable with ``weights=``."""
-        from safetensors.torch import save
-
         check_is_fitted(self, "module_")
-        state = {k: v.detach().contiguous() for k, v in self.module_.backbone.state_dict().items()}
-        return save(state)
+        return state_to_safetensors(self.module_.backbone)

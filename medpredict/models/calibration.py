@@ -24,9 +24,8 @@ Examples
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
@@ -36,7 +35,8 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from medpredict.evaluation.bootstrap import bootstrap
 from medpredict.evaluation.metrics import brier, expected_calibration_error
-from medpredict.models.ensembles import inner_folds
+from medpredict.evaluation.splits import inner_folds
+from medpredict.models.ensembles import fit_member
 from medpredict.report.html import Section, callout, figure, table
 
 METHODS = {"platt": "sigmoid", "isotonic": "isotonic", "temperature": "temperature"}
@@ -55,12 +55,16 @@ class LogOddsScores(ClassifierMixin, BaseEstimator):
     estimator : unfitted classifier with ``predict_proba``.
     """
 
+    # patient ids reach ``fit`` through scikit-learn metadata routing, even inside a Pipeline
+    __metadata_request__fit: ClassVar[dict[str, bool]] = {"groups": True}
+
     def __init__(self, estimator: Any) -> None:
         self.estimator = estimator
 
-    def fit(self, X: Any, y: Any, **fit_params: Any) -> LogOddsScores:
-        """Fit a clone of ``estimator`` (``fit_params`` such as ``groups`` pass through)."""
-        self.estimator_ = clone(self.estimator).fit(X, y, **fit_params)
+    def fit(self, X: Any, y: Any, groups: Any = None) -> LogOddsScores:
+        """Fit a clone of ``estimator``; ``groups`` go on to it if it requests them."""
+        groups = None if groups is None else np.asarray(groups)
+        self.estimator_ = fit_member(clone(self.estimator), X, y, groups)
         self.classes_ = self.estimator_.classes_
         return self
 
@@ -101,6 +105,9 @@ class CalibratedModel(ClassifierMixin, BaseEstimator):
     classes_ : class labels.
     """
 
+    # patient ids reach ``fit`` through scikit-learn metadata routing, even inside a Pipeline
+    __metadata_request__fit: ClassVar[dict[str, bool]] = {"groups": True}
+
     def __init__(
         self,
         estimator: Any,
@@ -133,9 +140,7 @@ class CalibratedModel(ClassifierMixin, BaseEstimator):
             raise ValueError(f"calibration needs two or more classes; got {classes}")
         groups = None if groups is None else np.asarray(groups)
         folds = inner_folds(y_index, groups, self.cv, self.random_state)
-        fit_params = {}
-        if groups is not None and "groups" in inspect.signature(self.estimator.fit).parameters:
-            fit_params["groups"] = groups
+        fit_params = {} if groups is None else {"groups": groups}
         self.calibrated_ = CalibratedClassifierCV(
             LogOddsScores(self.estimator),
             method=METHODS[self.method],

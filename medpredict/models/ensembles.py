@@ -13,26 +13,30 @@ Examples
 >>> from sklearn.datasets import load_breast_cancer
 >>> from sklearn.linear_model import LogisticRegression
 >>> from sklearn.naive_bayes import GaussianNB
+>>> from sklearn.pipeline import make_pipeline
+>>> from sklearn.preprocessing import StandardScaler
 >>> X, y = load_breast_cancer(return_X_y=True)
->>> members = [("nb", GaussianNB()), ("lr", LogisticRegression(max_iter=5000))]
+>>> members = [("nb", GaussianNB()), ("lr", make_pipeline(StandardScaler(), LogisticRegression()))]
 >>> StackingEnsemble(members, cv=3).fit(X, y).predict_proba(X[:2]).shape
 (2, 2)
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import logsumexp, softmax
+from sklearn import config_context
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+from sklearn.utils.metadata_routing import get_routing_for_object
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
+
+from medpredict.evaluation.splits import inner_folds
 
 _PROBA_FLOOR = 1e-3
 
@@ -44,29 +48,49 @@ def take_rows(X: Any, rows: np.ndarray) -> Any:
     return X.iloc[rows] if isinstance(X, pd.DataFrame | pd.Series) else np.asarray(X)[rows]
 
 
-def inner_folds(
-    y: np.ndarray, groups: np.ndarray | None, n_splits: int, seed: int
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified inner folds of the training rows, grouped by patient when given."""
-    smallest = int(np.bincount(np.unique(y, return_inverse=True)[1]).min())
-    n_splits = min(n_splits, smallest)
-    if n_splits < 2:
-        raise ValueError(
-            "an ensemble needs at least two rows of every class for its inner folds; "
-            f"the rarest class has {smallest}"
-        )
-    if groups is not None:
-        splitter = StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)
-        return list(splitter.split(np.zeros(y.size), y, groups))
-    splitter = StratifiedKFold(n_splits, shuffle=True, random_state=seed)
-    return list(splitter.split(np.zeros(y.size), y))
+def requests_groups(estimator: Any) -> bool:
+    """Whether ``estimator``, or a step or member inside it, requests ``groups`` in ``fit``.
+
+    The request is scikit-learn's metadata request: medpredict's models that make
+    inner folds or early-stopping splits request patient ids by default, and any other
+    estimator can be asked to with ``set_fit_request(groups=True)``.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> stacking = StackingEnsemble([("lr", LogisticRegression())])
+    >>> requests_groups(make_pipeline(StandardScaler(), stacking))
+    True
+    >>> requests_groups(make_pipeline(StandardScaler(), LogisticRegression()))
+    False
+    """
+    return bool(get_routing_for_object(estimator).consumes("fit", ["groups"]))
 
 
 def fit_member(estimator: Any, X: Any, y: np.ndarray, groups: np.ndarray | None) -> Any:
-    """Fit ``estimator``, passing ``groups`` when its ``fit`` accepts them."""
-    if groups is not None and "groups" in inspect.signature(estimator.fit).parameters:
+    """Fit ``estimator``, routing ``groups`` to whichever part of it requests them.
+
+    With metadata routing on for this fit, a pipeline passes the patient ids to its
+    model, so the inner folds of a stacking or calibrated model inside the standard
+    pipeline keep a patient's rows together.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_breast_cancer
+    >>> from sklearn.naive_bayes import GaussianNB
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> X, y = load_breast_cancer(return_X_y=True)
+    >>> model = make_pipeline(StandardScaler(), StackingEnsemble([("nb", GaussianNB())], cv=3))
+    >>> fit_member(model, X, y, groups=np.arange(y.size) // 2).predict(X[:2]).shape
+    (2,)
+    """
+    if groups is None or not requests_groups(estimator):
+        return estimator.fit(X, y)
+    with config_context(enable_metadata_routing=True):
         return estimator.fit(X, y, groups=groups)
-    return estimator.fit(X, y)
 
 
 def aligned_proba(estimator: Any, X: Any, classes: np.ndarray) -> np.ndarray:
@@ -105,6 +129,8 @@ class _OutOfFoldEnsemble(ClassifierMixin, BaseEstimator):
     estimators: Members
     cv: int
     random_state: int
+    # patient ids reach ``fit`` through scikit-learn metadata routing, even inside a Pipeline
+    __metadata_request__fit: ClassVar[dict[str, bool]] = {"groups": True}
 
     def _fit_combiner(self, oof: list[np.ndarray], y_index: np.ndarray, index: Any) -> None:
         raise NotImplementedError

@@ -22,7 +22,7 @@ Examples
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -35,8 +35,9 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
+from medpredict.evaluation.splits import inner_folds
 from medpredict.models.deep import TabularEncoder, TabularMLPClassifier
-from medpredict.models.ensembles import fit_member, inner_folds, out_of_fold_proba
+from medpredict.models.ensembles import fit_member, out_of_fold_proba
 
 _PROBA_FLOOR = 1e-4
 
@@ -76,6 +77,9 @@ class DeepFeatureClassifier(ClassifierMixin, BaseEstimator):
     ----------
     extractor_, head_ : the fitted parts.
     """
+
+    # patient ids reach ``fit`` through scikit-learn metadata routing, even inside a Pipeline
+    __metadata_request__fit: ClassVar[dict[str, bool]] = {"groups": True}
 
     def __init__(self, extractor: Any = None, head: Any = None, passthrough: bool = False) -> None:
         self.extractor = extractor
@@ -146,6 +150,9 @@ class LeafEmbeddingClassifier(ClassifierMixin, BaseEstimator):
     encoder_, booster_, head_ : the fitted parts.
     """
 
+    # patient ids reach ``fit`` through scikit-learn metadata routing, even inside a Pipeline
+    __metadata_request__fit: ClassVar[dict[str, bool]] = {"groups": True}
+
     def __init__(self, booster: Any = None, head: Any = None, passthrough: bool = True) -> None:
         self.booster = booster
         self.head = head
@@ -204,6 +211,9 @@ class ResidualBoostingClassifier(ClassifierMixin, BaseEstimator):
     ----------
     base_, booster_, encoder_ : the fitted parts.
     """
+
+    # patient ids reach ``fit`` through scikit-learn metadata routing, even inside a Pipeline
+    __metadata_request__fit: ClassVar[dict[str, bool]] = {"groups": True}
 
     def __init__(
         self, base: Any = None, booster: Any = None, cv: int = 5, random_state: int = 0

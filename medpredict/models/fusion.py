@@ -30,13 +30,13 @@ Examples
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_predict
+from sklearn.model_selection import cross_val_predict
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
@@ -46,6 +46,7 @@ from medpredict.data.schema import Schema
 from medpredict.encoders.genes import genes_encoder
 from medpredict.encoders.tabular import build_preprocessor
 from medpredict.encoders.text import SentenceEncoder, tfidf_pipeline
+from medpredict.evaluation.splits import inner_folds
 from medpredict.models.registry import register_model
 
 Modality = tuple[str, Any, list[str] | str | None]
@@ -255,7 +256,9 @@ class LateFusionClassifier(ClassifierMixin, BaseEstimator):
         Stacker over the per-modality log-probabilities and missing indicators
         (default: L2 logistic regression).
     cv : int
-        Folds for the out-of-fold predictions the stacker learns from.
+        Folds for the out-of-fold predictions the stacker learns from (fewer when the
+        rarest class or the number of patients is smaller; see
+        :func:`~medpredict.evaluation.splits.inner_folds`).
     seed : int
         Shuffling seed of those folds.
 
@@ -276,6 +279,9 @@ class LateFusionClassifier(ClassifierMixin, BaseEstimator):
     >>> sorted(model.models_)
     ['shape', 'size']
     """
+
+    # patient ids reach ``fit`` through scikit-learn metadata routing, even inside a Pipeline
+    __metadata_request__fit: ClassVar[dict[str, bool]] = {"groups": True}
 
     def __init__(self, modalities: list[Modality], meta: Any = None, cv: int = 5,
                  seed: int = 0) -> None:
@@ -316,12 +322,9 @@ class LateFusionClassifier(ClassifierMixin, BaseEstimator):
             if missing_classes:
                 raise DataError(f"modality {name!r} has no training rows of class(es) "
                                 f"{sorted(missing_classes)}; it cannot be stacked")
-            if groups is None:
-                splitter = StratifiedKFold(self.cv, shuffle=True, random_state=self.seed)
-                folds = list(splitter.split(rows, labels))
-            else:
-                splitter = StratifiedGroupKFold(self.cv, shuffle=True, random_state=self.seed)
-                folds = list(splitter.split(rows, labels, groups[mask]))
+            folds = inner_folds(
+                labels, None if groups is None else groups[mask], self.cv, self.seed
+            )
             oof[name] = cross_val_predict(clone(model), rows, labels, cv=folds,
                                           method="predict_proba")
             self.models_[name] = clone(model).fit(rows, labels)

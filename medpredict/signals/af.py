@@ -30,8 +30,8 @@ from sklearn.preprocessing import StandardScaler
 
 from medpredict.evaluation.bootstrap import Estimate, bootstrap
 from medpredict.evaluation.metrics import auroc, threshold_metrics
+from medpredict.evaluation.splits import leave_one_patient_out
 from medpredict.models.registry import make_model
-from medpredict.signals.splits import leave_one_patient_out
 
 
 def _rows(X: np.ndarray | pd.DataFrame, index: np.ndarray) -> np.ndarray | pd.DataFrame:

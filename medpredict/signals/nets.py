@@ -6,6 +6,8 @@ and learn convolutional features of beat shape. :class:`CNN1DClassifier` average
 over time; :class:`CNNGRUClassifier` reads their sequence with a GRU, combining the
 spatial (waveform) and temporal (rhythm) views. Weights are kept as NumPy arrays when
 the estimator is pickled or saved, so ``medpredict.artifact.save_model`` can store it.
+Threads, seeding, the epoch loop and the weights come from
+:mod:`medpredict.models.deep.training`.
 
 Examples
 --------
@@ -28,6 +30,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from medpredict.data.errors import DataError
+from medpredict.models.deep.training import NumpyWeightsMixin, run_epochs, seeded, torch_threads
 
 
 class _Backbone(nn.Module):
@@ -75,10 +78,11 @@ class _CNNGRU(nn.Module):
         return self.head(torch.cat([hidden[0], hidden[1]], dim=-1)).squeeze(-1)
 
 
-class _WindowClassifier(ClassifierMixin, BaseEstimator):
+class _WindowClassifier(NumpyWeightsMixin, ClassifierMixin, BaseEstimator):
     """Shared fit/predict for the raw-window networks (binary)."""
 
     _network: type[nn.Module]
+    _weights_key = "weights_"
 
     def __init__(
         self,
@@ -101,6 +105,9 @@ class _WindowClassifier(ClassifierMixin, BaseEstimator):
         self.class_weight = class_weight
         self.random_state = random_state
         self.n_threads = n_threads
+
+    def _untrained_network(self) -> nn.Module:
+        return self._network(self.n_leads_, self.width, self.downsample)
 
     def _as_tensor(self, X: np.ndarray) -> torch.Tensor:
         X = np.asarray(X, dtype=np.float32)
@@ -127,65 +134,41 @@ class _WindowClassifier(ClassifierMixin, BaseEstimator):
             raise DataError(f"AF models need two classes, got {self.classes_.tolist()}")
         target = torch.from_numpy((np.asarray(y) == self.classes_[1]).astype(np.float32))
         self.n_leads_, self.n_samples_ = data.shape[1], data.shape[2]
-        previous = torch.get_num_threads()
-        torch.set_num_threads(self.n_threads)
-        try:
-            torch.manual_seed(self.random_state)
-            self.model_ = self._network(self.n_leads_, self.width, self.downsample)
-            positives = float(target.sum())
-            weight = (len(target) - positives) / max(positives, 1.0)
-            loss_fn = nn.BCEWithLogitsLoss(
-                pos_weight=torch.tensor(weight if self.class_weight == "balanced" else 1.0)
-            )
+        positives = float(target.sum())
+        weight = (len(target) - positives) / max(positives, 1.0)
+        loss_fn = nn.BCEWithLogitsLoss(
+            pos_weight=torch.tensor(weight if self.class_weight == "balanced" else 1.0)
+        )
+        with seeded(self.random_state), torch_threads(self.n_threads):
+            module = self._untrained_network()
+            self.module_ = module
             optimiser = torch.optim.Adam(
-                self.model_.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
+                module.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
             )
-            generator = torch.Generator().manual_seed(self.random_state)
-            self.model_.train()
-            for _ in range(self.epochs):
-                order = torch.randperm(len(target), generator=generator)
-                for start in range(0, len(order), self.batch_size):
-                    batch = order[start : start + self.batch_size]
-                    if batch.numel() < 2:
-                        continue
-                    optimiser.zero_grad()
-                    loss = loss_fn(self.model_(data[batch]), target[batch])
-                    loss.backward()
-                    optimiser.step()
-            self.model_.eval()
-        finally:
-            torch.set_num_threads(previous)
+            run_epochs(
+                module,
+                optimiser,
+                lambda rows: loss_fn(module(data[rows]), target[rows]),
+                len(target),
+                max_epochs=self.epochs,
+                batch_size=self.batch_size,
+                generator=torch.Generator().manual_seed(self.random_state),
+                even_batches=False,
+            )
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """``(n, 2)`` probabilities of ``classes_``."""
-        check_is_fitted(self, "model_")
+        check_is_fitted(self, "module_")
         data = self._as_tensor(X)
         with torch.no_grad():
-            logits = torch.cat([self.model_(data[i : i + 256]) for i in range(0, len(data), 256)])
+            logits = torch.cat([self.module_(data[i : i + 256]) for i in range(0, len(data), 256)])
         p = torch.sigmoid(logits).numpy().astype(float)
         return np.column_stack([1 - p, p])
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Class with probability at least 0.5."""
         return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        model = state.pop("model_", None)
-        if model is not None:
-            state["weights_"] = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        weights = state.pop("weights_", None)
-        self.__dict__.update(state)
-        if weights is not None:
-            self.model_ = self._network(self.n_leads_, self.width, self.downsample)
-            self.model_.load_state_dict(
-                {k: torch.from_numpy(np.array(v)) for k, v in weights.items()}
-            )
-            self.model_.eval()
 
 
 class CNN1DClassifier(_WindowClassifier):

@@ -35,10 +35,10 @@ import numpy as np
 import pandas as pd
 from fairlearn.postprocessing import ThresholdOptimizer
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.model_selection import StratifiedKFold
 
 from medpredict.evaluation.bootstrap import resample_indices
 from medpredict.evaluation.metrics import auroc, threshold_metrics
+from medpredict.evaluation.splits import inner_folds
 from medpredict.report.html import Section, callout, escape, figure, table
 
 METRICS = (
@@ -294,8 +294,7 @@ def mitigate_thresholds(
         lambda v: MISSING if pd.isna(v) else str(v)
     ).to_numpy(dtype=str)
     adjusted = np.zeros(len(y), dtype=int)
-    folds = StratifiedKFold(n_splits=2, shuffle=True, random_state=seed)
-    for fit_rows, eval_rows in folds.split(risk, y):
+    for fit_rows, eval_rows in inner_folds(y, None, 2, seed):
         optimizer = ThresholdOptimizer(
             estimator=_GivenRisk().fit(None, None),
             constraints=constraint,

@@ -29,10 +29,11 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, learning_curve
+from sklearn.model_selection import learning_curve
 
 from medpredict.encoders.tabular import standard_parts
 from medpredict.evaluation.metrics import auroc
+from medpredict.evaluation.splits import inner_folds
 from medpredict.report.html import Section, callout, figure, table
 
 LARGE_CURVE_ROWS = 20_000
@@ -83,10 +84,7 @@ def learning_curve_auroc(
     seed : random seed of the folds and subsampling.
     """
     y = np.asarray(y).astype(int)
-    if groups is None:
-        cv = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    else:
-        cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    cv = inner_folds(y, None if groups is None else np.asarray(groups), n_splits, seed)
     sizes, train, validation = learning_curve(
         estimator,
         X,

@@ -13,7 +13,7 @@ Examples
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -22,14 +22,10 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
+from medpredict.evaluation.splits import inner_split
 from medpredict.models.deep.encoding import TabularEncoder
 from medpredict.models.deep.networks import AutoencoderNet
-from medpredict.models.deep.training import (
-    NumpyWeightsMixin,
-    fit_network,
-    inner_split,
-    torch_threads,
-)
+from medpredict.models.deep.training import NumpyWeightsMixin, fit_network, torch_threads
 
 
 class TabularAutoencoder(NumpyWeightsMixin, TransformerMixin, BaseEstimator):
@@ -48,6 +44,9 @@ class TabularAutoencoder(NumpyWeightsMixin, TransformerMixin, BaseEstimator):
     n_threads : torch threads while fitting and predicting (restored afterwards).
     random_state : seed for everything random.
     """
+
+    # patient ids reach ``fit`` through scikit-learn metadata routing, even inside a Pipeline
+    __metadata_request__fit: ClassVar[dict[str, bool]] = {"groups": True}
 
     def __init__(
         self,

@@ -20,7 +20,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -38,18 +38,17 @@ from sklearn.utils.validation import (
 from torch import nn
 from torch.nn import functional
 
+from medpredict.evaluation.splits import inner_split
 from medpredict.models.deep.encoding import TabularEncoder
 from medpredict.models.deep.networks import MLPNet, ResNet
-from medpredict.models.deep.training import (
-    NumpyWeightsMixin,
-    fit_network,
-    inner_split,
-    torch_threads,
-)
+from medpredict.models.deep.training import NumpyWeightsMixin, fit_network, torch_threads
 
 
 class _TabularNetClassifier(NumpyWeightsMixin, ClassifierMixin, BaseEstimator):
     """Fitting, prediction and serialisation shared by the tabular networks."""
+
+    # patient ids reach ``fit`` through scikit-learn metadata routing, even inside a Pipeline
+    __metadata_request__fit: ClassVar[dict[str, bool]] = {"groups": True}
 
     def _network(self, n_numeric: int, cardinalities: list[int], n_outputs: int) -> nn.Module:
         raise NotImplementedError
