@@ -283,7 +283,7 @@ def main() -> None:
     lines = [
         "# Prediction service: latency and throughput",
         "",
-        f"Model: the bundled Pima study's selected model ({served.metadata['model']}), "
+        f"Model: the bundled Pima study's selected model ({served.metadata.model}), "
         f"as the study saves it plus the example FHIR mapping; requests are single real "
         f"patients from Ripley's Pima test set, explanations and conformal sets on, audit "
         f"log in SQLite (WAL). Server: `medpredict serve` (uvicorn, one process) on "

@@ -1,17 +1,23 @@
 """Model directories that never execute code on load and refuse tampered files.
 
-A model directory holds
+A model directory holds (each name is a constant of this module)
 
-``model.skops``
+``model.skops`` (:data:`MODEL_FILE`)
     the fitted estimator, serialised with skops (no pickle);
-``metadata.json``
-    the resolved study spec, data schema, metrics, training-data hash, library versions;
-any extra files
-    e.g. network weights as safetensors, a model card;
-``MANIFEST.json``
+``metadata.json`` (:data:`METADATA_FILE`)
+    a :class:`medpredict.model_metadata.ModelMetadata`: the resolved study spec, data
+    schema, metrics, training-data hash, library versions;
+extra files
+    the trust layer's conformal predictor and explanation background
+    (:data:`CONFORMAL_FILE`, :data:`BACKGROUND_FILE`), the model card
+    (:data:`MODEL_CARD_MD`, :data:`MODEL_CARD_JSON`), network weights as safetensors
+    (:data:`WEIGHTS_FILE`), the service's FHIR mapping (:data:`MAPPING_FILE`);
+``MANIFEST.json`` (:data:`MANIFEST_FILE`)
     the sha256 of every file above and, when a signing key is configured, an
-    HMAC-SHA256 signature of those hashes. :func:`load_model` checks it before
-    reading anything else and refuses a directory whose files do not match.
+    HMAC-SHA256 signature of those hashes. :func:`load_model` checks it once, before
+    reading anything else, and refuses a directory whose files do not match; every
+    later read of a stored file (:meth:`LoadedModel.read_file`,
+    :meth:`LoadedModel.load_object`) is checked against the hashes it verified.
 
 Only the exact types in :data:`medpredict.trusted_types.TRUSTED_TYPES` are
 constructed when loading; a file that names any other type is refused, so a crafted
@@ -26,9 +32,10 @@ Examples
 >>> import tempfile
 >>> from sklearn.linear_model import LogisticRegression
 >>> model = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
->>> path = save_model(tempfile.mkdtemp(), model, {"name": "demo"})
->>> load_model(path).metadata["name"]
-'demo'
+>>> path = save_model(tempfile.mkdtemp(), model, ModelMetadata(name="demo", task="binary"))
+>>> loaded = load_model(path)
+>>> loaded.metadata.name, loaded.metadata.task, loaded.verification.signed_by is None
+('demo', 'binary', True)
 """
 
 from __future__ import annotations
@@ -45,11 +52,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medpredict.model_metadata import ModelMetadata
 from medpredict.trusted_types import MOVED_TYPES, TRUSTED_TYPES
 
 MODEL_FILE = "model.skops"
 METADATA_FILE = "metadata.json"
 MANIFEST_FILE = "MANIFEST.json"
+CONFORMAL_FILE = "conformal.skops"
+BACKGROUND_FILE = "explainer_background.json"
+MODEL_CARD_MD = "model_card.md"
+MODEL_CARD_JSON = "model_card.json"
+WEIGHTS_FILE = "weights.safetensors"
+MAPPING_FILE = "fhir-mapping.yaml"
 KEY_ENV = "MEDPREDICT_MODEL_KEY"
 KEY_FILE_ENV = "MEDPREDICT_MODEL_KEY_FILE"
 SIGNATURE_ALGORITHM = "hmac-sha256"
@@ -134,19 +148,51 @@ class Verification:
 
 @dataclass
 class LoadedModel:
-    """A fitted estimator with the metadata it was saved with."""
+    """A fitted estimator, the metadata it was saved with, and what its load verified.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> model = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
+    >>> loaded = load_model(save_model(tempfile.mkdtemp(), model, {"name": "demo"}))
+    >>> loaded.has_file(METADATA_FILE), b'"format": 2' in loaded.read_file(METADATA_FILE)
+    (True, True)
+    """
 
     estimator: Any
-    metadata: dict[str, Any]
+    metadata: ModelMetadata
     path: Path
-    verification: Verification | None = None
+    verification: Verification
 
     @property
     def sha256(self) -> str:
         """Hash of the serialised estimator, identifying this exact model."""
-        if self.verification is not None:
-            return self.verification.files[MODEL_FILE]
-        return _read_manifest(self.path)["files"][MODEL_FILE]
+        return self.verification.files[MODEL_FILE]
+
+    def has_file(self, name: str) -> bool:
+        """Whether the verified manifest lists ``name``."""
+        return name in self.verification.files
+
+    def read_file(self, name: str) -> bytes:
+        """The bytes of the stored file ``name``, checked against the verified hash.
+
+        Raises
+        ------
+        ArtifactError
+            If the manifest does not list ``name`` or the file changed since the load.
+        """
+        return _read_verified(self.path, self.verification, name)
+
+    def load_object(self, name: str, allowed: frozenset[str] = TRUSTED_TYPES) -> Any:
+        """The object in the stored skops file ``name``, built only from ``allowed`` types.
+
+        Raises
+        ------
+        ArtifactError
+            If the file is unlisted, changed since it was verified, or names another type.
+        """
+        return _load_stored(self.path, self.verification, name, allowed)
 
 
 def _sha256(path: Path) -> str:
@@ -179,7 +225,7 @@ def _write_manifest(directory: Path, names: Iterable[str], key: SigningKey | Non
 def save_model(
     directory: str | Path,
     estimator: Any,
-    metadata: dict[str, Any],
+    metadata: ModelMetadata | Mapping[str, Any],
     extra_files: dict[str, bytes] | None = None,
 ) -> Path:
     """Write ``estimator``, ``metadata`` and ``extra_files`` with a sha256 manifest.
@@ -190,8 +236,9 @@ def save_model(
     ----------
     directory : folder to create or overwrite.
     estimator : fitted scikit-learn compatible estimator.
-    metadata : JSON-serialisable description (spec, schema, metrics, versions).
-    extra_files : further files by name, e.g. ``{"weights.safetensors": ...}``.
+    metadata : what the model is (spec, schema, metrics, versions); a mapping is
+        validated into a :class:`ModelMetadata`.
+    extra_files : further files by name, e.g. ``{WEIGHTS_FILE: ...}``.
 
     Returns
     -------
@@ -200,14 +247,20 @@ def save_model(
     Raises
     ------
     ArtifactError
-        If the estimator names a type that :func:`load_model` would refuse.
+        If the estimator names a type that :func:`load_model` would refuse, or a
+        metadata field has the wrong type.
     """
     key = signing_key()
+    try:
+        described = ModelMetadata.read(metadata)
+    except ValueError as err:
+        raise ArtifactError(f"cannot save: {err}") from None
     payload = dumps_checked(estimator)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / MODEL_FILE).write_bytes(payload)
-    (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=str))
+    text = json.dumps(described.to_json_dict(), indent=2, default=str)
+    (directory / METADATA_FILE).write_text(text)
     names = [MODEL_FILE, METADATA_FILE]
     for name, content in (extra_files or {}).items():
         if Path(name).name != name or name == MANIFEST_FILE:
@@ -412,6 +465,13 @@ def verify_model(directory: str | Path, require_signature: bool = False) -> Veri
     return verification
 
 
+def _modified(path: Path, actual: str, expected: str) -> ArtifactError:
+    return ArtifactError(
+        f"{path} has been modified since it was saved "
+        f"(sha256 {actual[:12]}…, manifest says {expected[:12]}…); refusing to load it"
+    )
+
+
 def _verify(directory: Path, key: SigningKey | None, require_signature: bool) -> Verification:
     """The manifest's hashes and signature; callers check the model file's types."""
     if key is not None and _key_inside(directory):
@@ -427,10 +487,7 @@ def _verify(directory: Path, key: SigningKey | None, require_signature: bool) ->
             raise ArtifactError(f"{path} is listed in the manifest but missing")
         actual = _sha256(path)
         if actual != expected:
-            raise ArtifactError(
-                f"{path} has been modified since it was saved "
-                f"(sha256 {actual[:12]}…, manifest says {expected[:12]}…); refusing to load it"
-            )
+            raise _modified(path, actual, expected)
     signed_by, checked = _check_signature(
         manifest, directory / MANIFEST_FILE, key, require_signature
     )
@@ -442,13 +499,12 @@ def _input_columns(estimator: Any) -> list[str] | None:
     return None if names is None else [str(n) for n in names]
 
 
-def _check_schema(estimator: Any, metadata: dict[str, Any], directory: Path) -> None:
+def _check_schema(estimator: Any, metadata: ModelMetadata, directory: Path) -> None:
     """Refuse an estimator whose input columns differ from the saved schema's features."""
-    schema = metadata.get("schema")
     expected = _input_columns(estimator)
-    if not isinstance(schema, dict) or expected is None:
+    if metadata.data_schema is None or expected is None:
         return
-    declared = [str(f.get("name")) for f in schema.get("features", []) if isinstance(f, dict)]
+    declared = metadata.feature_names
     missing = [c for c in expected if c not in declared]
     unused = [c for c in declared if c not in expected]
     if missing or unused:
@@ -463,8 +519,48 @@ def _check_schema(estimator: Any, metadata: dict[str, Any], directory: Path) -> 
         )
 
 
+def _read_verified(directory: Path, verification: Verification, name: str) -> bytes:
+    """``name``'s bytes, refused unless they are the ones ``verification`` hashed."""
+    path = directory / name
+    expected = verification.files.get(name)
+    if expected is None:
+        raise ArtifactError(f"{path} is not listed in {directory / MANIFEST_FILE}")
+    try:
+        payload = path.read_bytes()
+    except OSError as err:
+        raise ArtifactError(f"{path} cannot be read ({err})") from None
+    actual = hashlib.sha256(payload).hexdigest()
+    if actual != expected:
+        raise _modified(path, actual, expected)
+    return payload
+
+
+def _load_stored(
+    directory: Path, verification: Verification, name: str, allowed: frozenset[str]
+) -> Any:
+    """The one loader of stored skops files, the estimator included: listed in the
+    manifest, the bytes ``verification`` hashed, only types in ``allowed``."""
+    payload = _read_verified(directory, verification, name)
+    return loads_checked(payload, str(directory / name), allowed)
+
+
+def _read_metadata(directory: Path, verification: Verification) -> ModelMetadata:
+    """The verified ``metadata.json``, normalised to the current format."""
+    source = directory / METADATA_FILE
+    try:
+        data = json.loads(_read_verified(directory, verification, METADATA_FILE))
+        return ModelMetadata.read(data, str(source))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ArtifactError(f"{source} is not readable JSON ({err})") from None
+    except ValueError as err:
+        raise ArtifactError(str(err)) from None
+
+
 def load_model(directory: str | Path, require_signature: bool = False) -> LoadedModel:
     """Verify and load a model directory written by :func:`save_model`.
+
+    The manifest is verified once; the returned :class:`LoadedModel` carries that
+    verification, against which every further stored file is read.
 
     Parameters
     ----------
@@ -473,12 +569,7 @@ def load_model(directory: str | Path, require_signature: bool = False) -> Loaded
     """
     directory = Path(directory)
     verification = _verify(directory, signing_key(), require_signature)
-    estimator = loads_checked((directory / MODEL_FILE).read_bytes(), str(directory / MODEL_FILE))
-    try:
-        metadata = json.loads((directory / METADATA_FILE).read_bytes())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ArtifactError(f"{directory / METADATA_FILE} is not readable JSON ({err})") from None
-    if not isinstance(metadata, dict):
-        raise ArtifactError(f"{directory / METADATA_FILE} must hold a JSON object")
+    estimator = _load_stored(directory, verification, MODEL_FILE, TRUSTED_TYPES)
+    metadata = _read_metadata(directory, verification)
     _check_schema(estimator, metadata, directory)
     return LoadedModel(estimator, metadata, directory, verification)

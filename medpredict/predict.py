@@ -34,6 +34,7 @@ from medpredict.artifact import LoadedModel
 from medpredict.data.checks import check_columns_present, check_has_rows
 from medpredict.data.errors import DataError, describe_rows
 from medpredict.data.schema import Schema
+from medpredict.model_metadata import ModelMetadata
 
 
 class NonFiniteError(DataError):
@@ -158,15 +159,17 @@ def predict_frame(
     """
     metadata = loaded.metadata
     keep = [*(keep or []), *(c for c in role_columns(metadata, frame) if c not in (keep or []))]
-    X = validate_input(frame, metadata["schema"], keep)
+    if metadata.data_schema is None:
+        raise DataError(f"{loaded.path} has no data schema in its metadata; rerun the study")
+    X = validate_input(frame, metadata.data_schema, keep)
     check_has_rows(X, "prediction input")
     proba = predict_proba_checked(loaded.estimator, X)
-    classes = metadata["classes"]
+    classes = metadata.classes
     out = frame[keep or []].reset_index(drop=True).copy()
-    if metadata["task"] == "binary":
+    if metadata.task == "binary":
         out["risk"] = proba[:, 1]
         out["predicted_class"] = predicted_classes(proba, classes)
-        for label, threshold in metadata.get("thresholds", {}).items():
+        for label, threshold in metadata.thresholds.items():
             out[f"above_{label}"] = proba[:, 1] >= threshold
     else:
         for k, name in enumerate(classes):
@@ -175,13 +178,18 @@ def predict_frame(
     return out
 
 
-def role_columns(metadata: dict[str, Any], frame: pd.DataFrame) -> list[str]:
-    """Columns of ``frame`` that the model's study spec named for a role, not as features."""
-    spec = metadata.get("spec") or {}
-    named = [spec.get(k) for k in ("id_column", "patient_column", "time_column", "site_column")]
-    named += [spec.get("target"), *spec.get("sensitive_attributes", [])]
-    features = {f["name"] for f in metadata.get("schema", {}).get("features", [])}
-    return [c for c in dict.fromkeys(named) if c and c in frame.columns and c not in features]
+def role_columns(metadata: ModelMetadata, frame: pd.DataFrame) -> list[str]:
+    """Columns of ``frame`` that the model's study spec named for a role, not as features.
+
+    Examples
+    --------
+    >>> meta = ModelMetadata(name="demo", spec={"target": "type", "id_column": "record"},
+    ...     schema={"features": [{"name": "glu", "kind": "numeric"}]})
+    >>> role_columns(meta, pd.DataFrame(columns=["record", "glu", "type", "note"]))
+    ['record', 'type']
+    """
+    features = set(metadata.feature_names)
+    return [c for c in metadata.role_columns if c in frame.columns and c not in features]
 
 
 def predicted_classes(proba: np.ndarray, classes: list[Any]) -> np.ndarray:

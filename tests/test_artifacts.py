@@ -7,6 +7,8 @@ import io
 import json
 import pickle
 import re
+import subprocess
+import sys
 import zipfile
 from fractions import Fraction
 
@@ -19,6 +21,7 @@ from medpredict.artifact import (
     KEY_ENV,
     KEY_FILE_ENV,
     MANIFEST_FILE,
+    METADATA_FILE,
     ArtifactError,
     SigningKey,
     _sha256,
@@ -59,11 +62,27 @@ def test_round_trip_gives_identical_predictions(study):
     expected = study.final_model.predict_proba(new)[:, 1]
     np.testing.assert_array_equal(predict_frame(loaded, new)["risk"].to_numpy(), expected)
     metadata = loaded.metadata
-    assert metadata["positive_class"] == "Yes" and metadata["model"] == study.best_name
-    assert [f["name"] for f in metadata["schema"]["features"]] == list(new.columns)
-    assert metadata["training_data_sha256"] == study.data_sha256
-    assert {"numpy", "scikit-learn", "skops"} <= set(metadata["versions"])
+    assert metadata.positive_class == "Yes" and metadata.model == study.best_name
+    assert [f["name"] for f in metadata.data_schema["features"]] == list(new.columns)
+    assert metadata.feature_names == list(new.columns)
+    assert metadata.training_data_sha256 == study.data_sha256
+    assert {"numpy", "scikit-learn", "skops"} <= set(metadata.versions)
     assert len(loaded.sha256) == 64
+
+
+def test_study_metadata_is_typed_and_stored_as_readable_json(study):
+    on_disk = json.loads((study.model_dir / METADATA_FILE).read_text())
+    assert on_disk["format"] == 2 and set(on_disk) == {
+        "format", "name", "version", "created", "task", "target", "positive_class",
+        "classes", "model", "schema", "thresholds", "metrics", "holdouts", "training_rows",
+        "temporal_validation", "failed_candidates", "training_data_sha256", "intended_use",
+        "versions", "spec",
+    }
+    loaded = load_model(study.model_dir)
+    assert loaded.metadata.to_json_dict() == on_disk
+    assert on_disk["spec"] == study.spec.model_dump(mode="json")
+    assert loaded.metadata.role_columns == ["type"]
+    assert loaded.metadata.metrics["auroc"].to_dict() == study.best.metrics["auroc"].to_dict()
 
 
 def test_tampered_model_file_is_refused(study, tmp_path):
@@ -322,3 +341,14 @@ def test_predict_accepts_the_training_tables_own_layout(tmp_path):
     assert scored["risk"].between(0, 1).all() and len(scored) == len(table)
     annotated = annotate_predictions(loaded, table, keep=["record"])
     assert len(annotated) == len(table) and "type" not in annotated.columns
+
+
+def test_serving_imports_neither_the_study_nor_the_plotting_stack():
+    """Loading the service, and with it the trust layer's runtime, stays light."""
+    code = (
+        "import sys, medpredict.serve.app\n"
+        "heavy = ('fairlearn', 'matplotlib', 'medpredict.trust.assess', 'medpredict.study')\n"
+        "print(','.join(m for m in heavy if m in sys.modules))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "", f"medpredict.serve.app imported {run.stdout.strip()}"

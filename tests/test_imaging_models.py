@@ -260,7 +260,7 @@ def test_image_study_end_to_end(tmp_path, breast, small):
     page = (tmp_path / "report.html").read_text()
     assert "Grad-CAM" in page and "malignant" in page
     loaded = load_model(tmp_path / "model")
-    assert loaded.metadata["positive_class"] == "0" and loaded.metadata["model"] == best.name
+    assert loaded.metadata.positive_class == "0" and loaded.metadata.model == best.name
     np.testing.assert_allclose(
         loaded.estimator.predict_proba(test.images), best.test_proba, rtol=1e-6
     )

@@ -192,16 +192,16 @@ def test_unknown_model_is_404(client):
 def test_risks_equal_the_saved_model_on_real_patients(client, model_dir):
     rows = pima_test_patients(20)
     loaded = load_model(model_dir())
-    name = loaded.metadata["name"]
+    name = loaded.metadata.name
     answer = predict(client, rows, model=name)
     assert answer.status_code == 200
     body = answer.json()
     expected = predict_frame(loaded, pd.DataFrame(rows))["risk"].to_numpy()
     risks = [p["risk"] for p in body["predictions"]]
     assert risks == pytest.approx(expected.tolist(), abs=1e-12)
-    assert body["model"] == {"name": name, "version": loaded.metadata["version"],
+    assert body["model"] == {"name": name, "version": loaded.metadata.version,
                              "sha256": loaded.sha256}
-    thresholds = sorted(loaded.metadata["thresholds"].values())
+    thresholds = sorted(loaded.metadata.thresholds.values())
     for p in body["predictions"]:
         band = p["risk_band"]
         assert band["lower"] <= p["risk"] < band["upper"] or band["upper"] == 1.0

@@ -165,7 +165,7 @@ def test_predict_command_names_the_column_and_rows_of_non_finite_values(tmp_path
 
 # ---- physically impossible values ----------------------------------------------------------
 def test_age_has_a_built_in_limit_saved_with_the_model():
-    ages = next(f for f in load_model(pima_model()).metadata["schema"]["features"]
+    ages = next(f for f in load_model(pima_model()).metadata.data_schema["features"]
                 if f["name"] == "age")
     assert (ages["limit_min"], ages["limit_max"]) == (0, 130)
 
@@ -214,7 +214,7 @@ def test_declared_limits_are_saved_and_enforced_by_predict(tmp_path):
     })
     loaded = load_model(run_study(spec, quiet=True).model_dir)
     saved = {f["name"]: (f["limit_min"], f["limit_max"])
-             for f in loaded.metadata["schema"]["features"]}
+             for f in loaded.metadata.data_schema["features"]}
     assert saved["glu"] == (20, 600) and saved["bmi"] == (None, 100)
     assert saved["age"] == (0, 130) and saved["npreg"] == (None, None)
     new = pd.DataFrame(pima_test_patients(3))
@@ -239,7 +239,7 @@ def test_age_recorded_in_months_keeps_no_limit_in_years():
 
 
 def test_schemas_saved_before_limits_still_load_and_validate():
-    saved = load_model(pima_model()).metadata["schema"]
+    saved = load_model(pima_model()).metadata.data_schema
     old = {"features": [{k: v for k, v in f.items() if not k.startswith("limit_")}
                         for f in saved["features"]]}
     assert Schema.from_dict(old).limit_violations(pd.DataFrame([patient(age=-5)])) == []

@@ -91,7 +91,7 @@ def test_files_round_trip_through_a_model_directory(study, tmp_path):
     X, _, oof, final, result = study
     path = save_model(tmp_path / "model", final, {"name": "pima"}, result.extra_files())
     loaded = load_model(path)
-    conformal, background = load_trust(path)
+    conformal, background = load_trust(loaded)
     groups = np.where(X["age"].iloc[:20] >= 40, "40+", "<40")
     np.testing.assert_array_equal(
         conformal.predict_set(oof[:20], groups), result.conformal.predict_set(oof[:20], groups)

@@ -21,15 +21,31 @@ Examples
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
+from medpredict.artifact import WEIGHTS_FILE
+from medpredict.models.ensembles import fit_member
+
 
 def accepts_validation(estimator: Any) -> bool:
-    """Whether ``estimator.fit`` takes a validation split (``X_val``, ``y_val``)."""
+    """Whether ``estimator.fit`` takes a validation split (``X_val``, ``y_val``).
+
+    A validation split is not routed like per-row metadata: inside a pipeline it would
+    skip the pipeline's earlier steps, so only an estimator whose own ``fit`` names
+    ``X_val`` receives it.
+
+    Examples
+    --------
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from medpredict.imaging.transfer import ImageTransferClassifier
+    >>> network = ImageTransferClassifier()
+    >>> accepts_validation(network), accepts_validation(make_pipeline(network))
+    (True, False)
+    """
     return "X_val" in inspect.signature(estimator.fit).parameters
 
 
@@ -42,13 +58,20 @@ class AveragedImageModels(ClassifierMixin, BaseEstimator):
         Members that accept a validation split (networks, for early stopping) get it.
     """
 
+    # patient ids reach ``fit`` through scikit-learn metadata routing, even inside a Pipeline
+    __metadata_request__fit: ClassVar[dict[str, bool]] = {"groups": True}
+
     def __init__(self, members: list[tuple[str, Any]]) -> None:
         self.members = members
 
     def fit(
-        self, X: Any, y: Any, X_val: Any = None, y_val: Any = None
+        self, X: Any, y: Any, X_val: Any = None, y_val: Any = None, groups: Any = None
     ) -> AveragedImageModels:
-        """Fit every member on ``X, y`` (networks early-stop on ``X_val, y_val``)."""
+        """Fit every member on ``X, y`` (networks early-stop on ``X_val, y_val``).
+
+        Without a validation split, ``groups`` (patient id per image) go to the members
+        that request them, whose inner early-stopping split then keeps a patient together.
+        """
         if not self.members:
             raise ValueError("AveragedImageModels needs at least one member")
         fitted = []
@@ -57,7 +80,7 @@ class AveragedImageModels(ClassifierMixin, BaseEstimator):
             if X_val is not None and accepts_validation(member):
                 member.fit(X, y, X_val=X_val, y_val=y_val)
             else:
-                member.fit(X, y)
+                fit_member(member, X, y, None if groups is None else np.asarray(groups))
             fitted.append(member)
         for (name, _), member in zip(self.members, fitted, strict=True):
             if not np.array_equal(member.classes_, fitted[0].classes_):
@@ -85,7 +108,7 @@ def network_weights(estimator: Any) -> dict[str, bytes]:
     for several. Each file loads with ``weights=`` on the same backbone.
     """
     if hasattr(estimator, "export_weights"):
-        return {"weights.safetensors": estimator.export_weights()}
+        return {WEIGHTS_FILE: estimator.export_weights()}
     if not isinstance(estimator, AveragedImageModels):
         return {}
     check_is_fitted(estimator)
@@ -95,5 +118,5 @@ def network_weights(estimator: Any) -> dict[str, bytes]:
         if hasattr(member, "export_weights")
     ]
     if len(networks) == 1:
-        return {"weights.safetensors": networks[0][1].export_weights()}
+        return {WEIGHTS_FILE: networks[0][1].export_weights()}
     return {f"weights-{name}.safetensors": member.export_weights() for name, member in networks}

@@ -55,10 +55,11 @@ from medpredict.evaluation.metrics import (
     multiclass_metrics,
     threshold_for_sensitivity,
 )
+from medpredict.evaluation.splits import inner_split
 from medpredict.imaging.cohort import ImageCohort
 from medpredict.imaging.ensemble import accepts_validation, network_weights
 from medpredict.imaging.gradcam import gradcam_section
-from medpredict.models.deep.training import inner_split
+from medpredict.model_metadata import ModelMetadata
 from medpredict.report.html import Section, callout, escape, figure, render, table
 from medpredict.report.plots import roc_figure
 from medpredict.versions import library_versions
@@ -292,28 +293,28 @@ def image_sections(
     return sections
 
 
-def _metadata(result: ImageStudyResult, train: ImageCohort) -> dict[str, Any]:
+def _metadata(result: ImageStudyResult, train: ImageCohort) -> ModelMetadata:
     best = result.best
     shape = list(train.images.shape[1:])
-    return {
-        "name": result.title,
-        "version": __version__,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "task": "binary" if result.positive_label is not None else "multiclass",
-        "target": "label",
-        "positive_class": None if result.positive_label is None else str(result.positive_label),
-        "classes": [str(c) for c in result.classes],
-        "class_names": {str(k): v for k, v in result.class_names.items()},
-        "model": best.name,
-        "schema": {"features": [{"name": "image", "kind": "image", "dtype": str(train.images.dtype),
-                                 "shape": shape}]},
-        "metrics": {k: v.to_dict() for k, v in best.test_metrics.items()},
-        "validation_metrics": {k: v.to_dict() for k, v in best.val_metrics.items()},
-        "thresholds": {} if best.threshold is None else {"sens90": best.threshold},
-        "training_rows": len(train),
-        "training_data_sha256": _sha256(train.images, train.labels),
-        "versions": library_versions(),
-    }
+    return ModelMetadata(
+        name=result.title,
+        version=__version__,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        task="binary" if result.positive_label is not None else "multiclass",
+        target="label",
+        positive_class=None if result.positive_label is None else str(result.positive_label),
+        classes=[str(c) for c in result.classes],
+        class_names={str(k): str(v) for k, v in result.class_names.items()},
+        model=best.name,
+        data_schema={"features": [{"name": "image", "kind": "image",
+                                   "dtype": str(train.images.dtype), "shape": shape}]},
+        metrics={k: v.to_dict() for k, v in best.test_metrics.items()},
+        validation_metrics={k: v.to_dict() for k, v in best.val_metrics.items()},
+        thresholds={} if best.threshold is None else {"sens90": best.threshold},
+        training_rows=len(train),
+        training_data_sha256=_sha256(train.images, train.labels),
+        versions=library_versions(),
+    )
 
 
 def _sha256(images: np.ndarray, labels: np.ndarray) -> str:

@@ -47,7 +47,7 @@ def service_id(model: ServedModel) -> str:
 
 def describe_service(model: ServedModel, mapping: FhirMapping) -> dict[str, Any]:
     """Discovery entry with prefetch templates for the mapped Observations."""
-    outcome = mapping.outcome.get("text") or f"{model.metadata.get('target')}"
+    outcome = mapping.outcome.get("text") or f"{model.metadata.target}"
     return {
         "hook": HOOK,
         "id": service_id(model),
@@ -91,7 +91,7 @@ def risk_card(
     model: ServedModel, mapping: FhirMapping, prediction: RowPrediction
 ) -> dict[str, Any]:
     """The card for a computed risk."""
-    outcome = mapping.outcome.get("text") or str(model.metadata.get("target"))
+    outcome = mapping.outcome.get("text") or str(model.metadata.target)
     band = prediction.band.label if prediction.band else None
     if prediction.risk is not None:
         summary = f"{outcome}: risk {prediction.risk:.0%}" + (f" ({band})" if band else "")
@@ -108,7 +108,7 @@ def risk_card(
             arrow = "raises" if factor["contribution"] > 0 else "lowers"
             lines.append(f"- {factor['feature']} = {factor['value']} ({arrow} the risk)")
     lines.extend(f"- ⚠ {w}" for w in prediction.warnings)
-    intended = model.metadata.get("intended_use")
+    intended = model.metadata.intended_use
     if intended:
         lines += ["", f"Intended use: {intended}"]
     lines += ["", f"Model {model.name} {model.version}, sha256 {model.sha256[:12]}…"]

@@ -302,7 +302,7 @@ def risk_assessment(
     prediction: RowPrediction,
 ) -> dict[str, Any]:
     """A validated R4 RiskAssessment for one patient's prediction."""
-    target = model.metadata.get("target")
+    target = model.metadata.target
     outcome = mapping.outcome or {"text": f"{target} = {model.positive_class}"}
     predictions = []
     if prediction.risk is not None:

@@ -24,17 +24,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medpredict.artifact import LoadedModel, load_model
+from medpredict.artifact import METADATA_FILE, LoadedModel, load_model
 from medpredict.data.schema import Schema
 from medpredict.predict import NonFiniteError, predict_proba_checked, predicted_classes
 from medpredict.serve.bands import Band, band_for, risk_bands
 from medpredict.serve.config import ServeSettings
 from medpredict.serve.fastpath import fast_pipeline
-from medpredict.serve.package import listed_files
 from medpredict.serve.rows import RowValidationError, RowValidator, ValidatedRows
 from medpredict.trust.conformal import ATYPICAL, CONFIDENT, UNCERTAIN, ConformalSets
 from medpredict.trust.explanations import explain
-from medpredict.trust.runtime import BACKGROUND_FILE, CONFORMAL_FILE, load_trust
+from medpredict.trust.runtime import has_trust_files, load_trust
 
 logger = logging.getLogger("medpredict.serve")
 
@@ -75,22 +74,22 @@ class ServedModel:
 
     def __init__(self, loaded: LoadedModel, top_k: int = 5) -> None:
         meta = loaded.metadata
-        missing = [k for k in ("name", "version", "task", "classes", "schema") if k not in meta]
+        needed = {"version": meta.version, "task": meta.task, "classes": meta.classes,
+                  "schema": meta.data_schema}
+        missing = [k for k, v in needed.items() if not v]
         if missing:
-            raise ValueError(f"{loaded.path}/metadata.json lacks {', '.join(missing)}")
+            raise ValueError(f"{loaded.path / METADATA_FILE} lacks {', '.join(missing)}")
         self.loaded = replace(loaded, estimator=fast_pipeline(loaded.estimator))
         self.metadata = meta
-        self.name: str = str(meta["name"])
-        self.version: str = str(meta["version"])
+        self.name: str = meta.name
+        self.version: str = str(meta.version)
         self.sha256: str = loaded.sha256
-        self.task: str = meta["task"]
-        self.classes: list[str] = [str(c) for c in meta["classes"]]
-        self.positive_class: str | None = (
-            None if meta.get("positive_class") is None else str(meta["positive_class"])
-        )
-        self.validator = RowValidator(meta["schema"])
-        self.schema = Schema.from_dict(meta["schema"])
-        self.bands = risk_bands(meta.get("thresholds")) if self.task == "binary" else []
+        self.task: str = str(meta.task)
+        self.classes: list[str] = meta.classes
+        self.positive_class: str | None = meta.positive_class
+        self.validator = RowValidator(meta.data_schema)
+        self.schema = Schema.from_dict(meta.data_schema)
+        self.bands = risk_bands(meta.thresholds) if self.task == "binary" else []
         self.top_k = top_k
         self.loaded_at = datetime.now(UTC).isoformat(timespec="seconds")
         self.conformal, self.background = self._trust_files()
@@ -111,18 +110,16 @@ class ServedModel:
 
     def _trust_files(self) -> tuple[ConformalSets | None, pd.DataFrame | None]:
         """The trust layer's conformal predictor and background, if the study saved them."""
-        files = listed_files(self.loaded.path)
-        if CONFORMAL_FILE not in files or BACKGROUND_FILE not in files:
+        if not has_trust_files(self.loaded):
             return None, None
-        conformal, background = load_trust(self.loaded.path)
+        conformal, background = load_trust(self.loaded)
         return conformal, self.schema.validate(background)
 
     def _conformal_group(self) -> str | None:
         """The feature whose groups the conformal sets were calibrated in, if any."""
         if self.conformal is None or not len(self.conformal.group_names_):
             return None
-        trust = (self.metadata.get("spec") or {}).get("trust") or {}
-        group = trust.get("conformal_group")
+        group = self.metadata.conformal_group
         if group not in self.validator.names:
             logger.warning("model %s: conformal sets are calibrated per %r, which requests "
                            "do not carry; serving without sets", self.name, group)
@@ -191,7 +188,7 @@ class ServedModel:
             proba = predict_proba_checked(self.loaded.estimator, frame)
         except NonFiniteError as error:
             raise RowValidationError(_not_finite(error)) from None
-        predicted = predicted_classes(proba, self.metadata["classes"])
+        predicted = predicted_classes(proba, self.classes)
         factors = self._factors(frame, proba)
         sets = self._sets(proba, checked.frame)
         out = []
@@ -230,15 +227,18 @@ class ServedModel:
             **self.identity,
             "path": str(self.loaded.path),
             "loaded_at": self.loaded_at,
-            "created": meta.get("created"),
-            "model": meta.get("model"),
+            "created": meta.created,
+            "model": meta.model,
             "task": self.task,
-            "target": meta.get("target"),
+            "target": meta.target,
             "positive_class": self.positive_class,
-            "training_rows": meta.get("training_rows"),
-            "training_data_sha256": meta.get("training_data_sha256"),
-            "metrics": meta.get("metrics", {}),
-            "holdouts": meta.get("holdouts", {}),
+            "training_rows": meta.training_rows,
+            "training_data_sha256": meta.training_data_sha256,
+            "metrics": {k: v.to_dict() for k, v in meta.metrics.items()},
+            "holdouts": {
+                kind: {k: v.to_dict() for k, v in metrics.items()}
+                for kind, metrics in meta.holdouts.items()
+            },
             "explanations": self.explanations,
             "conformal_level": self.conformal_level,
         }
@@ -254,14 +254,14 @@ class ServedModel:
         return {
             **self.identity,
             "task": self.task,
-            "target": meta.get("target"),
+            "target": meta.target,
             "positive_class": self.positive_class,
             "classes": self.classes,
-            "intended_use": meta.get("intended_use"),
+            "intended_use": meta.intended_use,
             "features": self.validator.features,
             "bands": [b.to_dict() for b in self.bands],
-            "modifiable": meta.get("modifiable"),
-            "auroc": meta.get("metrics", {}).get("auroc"),
+            "modifiable": meta.modifiable,
+            "auroc": auroc.to_dict() if (auroc := meta.metrics.get("auroc")) else None,
             "conformal_level": self.conformal_level,
         }
 
@@ -294,7 +294,7 @@ class ModelStore:
 
     Parameters
     ----------
-    directories : model directories to serve; names (``metadata["name"]``) must differ.
+    directories : model directories to serve; names (``metadata.name``) must differ.
     settings : service settings (``top_k``).
     """
 

@@ -27,13 +27,22 @@ from typing import Any
 
 import yaml
 
-from medpredict.artifact import MANIFEST_FILE, METADATA_FILE, MODEL_FILE, load_model, save_model
-
-MAPPING_FILE = "fhir-mapping.yaml"
+from medpredict.artifact import (
+    MANIFEST_FILE,
+    MAPPING_FILE,
+    METADATA_FILE,
+    MODEL_FILE,
+    load_model,
+    save_model,
+)
 
 
 def listed_files(directory: str | Path) -> list[str]:
-    """Files the manifest covers (and :func:`medpredict.artifact.load_model` verifies)."""
+    """Files the manifest covers (and :func:`medpredict.artifact.load_model` verifies).
+
+    For a loaded model, ``loaded.verification.files`` holds them without reading the
+    manifest again.
+    """
     manifest = json.loads((Path(directory) / MANIFEST_FILE).read_text())
     return sorted([*manifest["files"], MANIFEST_FILE])
 
@@ -41,14 +50,14 @@ def listed_files(directory: str | Path) -> list[str]:
 def add_fhir_mapping(directory: str | Path, mapping: dict[str, Any]) -> Path:
     """Store ``mapping`` (``{"features": ..., "outcome": ...}``) in a model directory.
 
-    The directory is verified first; its other files are kept.
+    The directory is verified first; its other files are kept as verified.
     """
     loaded = load_model(directory)
-    keep = {MODEL_FILE, METADATA_FILE, MANIFEST_FILE, MAPPING_FILE}
+    replaced = {MODEL_FILE, METADATA_FILE, MAPPING_FILE}
     extra = {
-        name: (loaded.path / name).read_bytes()
-        for name in listed_files(loaded.path)
-        if name not in keep
+        name: loaded.read_file(name)
+        for name in loaded.verification.files
+        if name not in replaced
     }
     extra[MAPPING_FILE] = yaml.safe_dump(mapping, sort_keys=False).encode()
     return save_model(loaded.path, loaded.estimator, loaded.metadata, extra)

@@ -36,7 +36,7 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
-from medpredict.artifact import dumps_checked
+from medpredict.artifact import BACKGROUND_FILE, CONFORMAL_FILE, dumps_checked
 from medpredict.encoders.tabular import standard_parts
 from medpredict.evaluation.bootstrap import Estimate, bootstrap
 from medpredict.evaluation.metrics import binary_metrics
@@ -68,7 +68,7 @@ from medpredict.trust.overfitting import (
     check_overfitting,
     overfitting_section,
 )
-from medpredict.trust.runtime import BACKGROUND_FILE, CONFORMAL_FILE, CONFORMAL_TYPES
+from medpredict.trust.runtime import CONFORMAL_TYPES
 
 _CALIBRATION = ("calibration_intercept", "calibration_slope", "ece", "brier")
 _KERNEL_ROWS = 30

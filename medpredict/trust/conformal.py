@@ -37,17 +37,18 @@ True
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
-from sklearn.model_selection import StratifiedKFold
 from sklearn.utils.validation import check_is_fitted
 
 from medpredict.evaluation.bootstrap import bootstrap
-from medpredict.report.html import Section, callout
-from medpredict.report.html import table as table_html
+from medpredict.evaluation.splits import inner_folds
+
+if TYPE_CHECKING:
+    from medpredict.report.html import Section
 
 UNCERTAIN = "uncertain — refer"
 ATYPICAL = "atypical — refer"
@@ -245,8 +246,7 @@ def cross_conformal_sets(
     y = np.asarray(y).astype(int)
     labels = _group_labels(groups, len(y))
     sets = np.zeros(proba.shape, dtype=bool)
-    folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    for calibration, held_out in folds.split(proba, y):
+    for calibration, held_out in inner_folds(y, None, n_splits, seed):
         strata = None if labels is None else labels[calibration]
         predictor = ConformalSets(alpha, conditional)
         predictor.fit(proba[calibration], y[calibration], strata)
@@ -321,6 +321,10 @@ def conformal_section(table: pd.DataFrame, alpha: float, conditional: str) -> Se
     ``table`` comes from :func:`coverage_table` of cross-conformal sets, so each
     patient's set was computed without that patient in the calibration data.
     """
+    # imported here: report.html loads matplotlib, which serving never needs
+    from medpredict.report.html import Section, callout
+    from medpredict.report.html import table as table_html
+
     nominal = 1 - alpha
     overall = table.iloc[0]
     kind = "each outcome class separately" if conditional == "class" else "all patients together"

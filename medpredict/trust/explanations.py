@@ -43,15 +43,17 @@ import json
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import shap
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 
 from medpredict.encoders.tabular import standard_parts
+
+if TYPE_CHECKING:  # shap imports matplotlib; it is imported when a row is first explained
+    import shap
 
 _TREE_EXPLAINERS: weakref.WeakKeyDictionary[Any, shap.TreeExplainer] = (
     weakref.WeakKeyDictionary()
@@ -312,6 +314,8 @@ def _tree_explainer(model: Any) -> shap.TreeExplainer | None:
         return _TREE_EXPLAINERS[model]
     except (KeyError, TypeError):
         pass
+    import shap
+
     try:
         explainer = shap.TreeExplainer(model)
     except (ValueError, TypeError, NotImplementedError):
@@ -334,6 +338,8 @@ def _linear_explainer(
         reference, coef, explainer = cached
         if reference() is background and np.array_equal(coef, model.coef_):
             return explainer
+    import shap
+
     rows = np.asarray(preprocessor.transform(background), dtype=float)
     explainer = shap.LinearExplainer(model, rows)
     _LINEAR_EXPLAINERS[model] = (weakref.ref(background), model.coef_.copy(), explainer)
@@ -391,6 +397,8 @@ def _raw_attributions(
     def output(matrix: np.ndarray) -> np.ndarray:
         proba = estimator.predict_proba(codec.decode(matrix))
         return _logit(proba[:, 1]) if n_classes == 2 else proba
+
+    import shap
 
     explainer = shap.KernelExplainer(output, codec.encode(reference))
     values = explainer.shap_values(codec.encode(frame), nsamples=n_samples, silent=True)

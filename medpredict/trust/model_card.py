@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from medpredict.artifact import MODEL_CARD_JSON, MODEL_CARD_MD
 from medpredict.report.html import Section, callout, escape, table
 
 NOT_REPORTED = "Not reported."
@@ -189,8 +190,8 @@ class ModelCard:
     def extra_files(self) -> dict[str, bytes]:
         """``model_card.md`` and ``model_card.json`` for :func:`medpredict.artifact.save_model`."""
         return {
-            "model_card.md": self.to_markdown().encode("utf-8"),
-            "model_card.json": self.to_json().encode("utf-8"),
+            MODEL_CARD_MD: self.to_markdown().encode("utf-8"),
+            MODEL_CARD_JSON: self.to_json().encode("utf-8"),
         }
 
 

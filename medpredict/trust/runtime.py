@@ -2,44 +2,80 @@
 
 A study stores beside its model a calibrated conformal predictor and an explanation
 background (:class:`medpredict.trust.assess.TrustResult`). :func:`load_trust` reads
-them back from a verified model directory and :func:`annotate_predictions` adds each
-new patient's conformal set, referral status and top factors to a prediction. This
-module imports neither fairlearn nor matplotlib, so serving stays light.
+them back from a loaded model directory, through the checks its load verified, and
+:func:`annotate_predictions` adds each new patient's conformal set, referral status
+and top factors to a prediction. This module imports neither fairlearn nor
+matplotlib, so serving stays light.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from medpredict.artifact import LoadedModel, loads_checked, verify_model
+from medpredict.artifact import BACKGROUND_FILE, CONFORMAL_FILE, LoadedModel
 from medpredict.data.errors import DataError
 from medpredict.trust.conformal import ConformalSets, set_status
 from medpredict.trust.explanations import background_from_json, explain
 
-CONFORMAL_FILE = "conformal.skops"
-BACKGROUND_FILE = "explainer_background.json"
 CONFORMAL_TYPES = frozenset({"medpredict.trust.conformal.ConformalSets"})
+TRUST_FILES = (CONFORMAL_FILE, BACKGROUND_FILE)
 
 
-def load_trust(model_dir: str | Path) -> tuple[ConformalSets, pd.DataFrame]:
-    """The conformal predictor and explanation background stored in ``model_dir``.
+def has_trust_files(loaded: LoadedModel) -> bool:
+    """Whether the study stored the trust layer's files in ``loaded``'s directory.
 
-    The directory's manifest is verified first; only the ConformalSets type may be
-    instantiated from the conformal file.
+    Examples
+    --------
+    >>> import tempfile
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from medpredict.artifact import load_model, save_model
+    >>> model = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
+    >>> has_trust_files(load_model(save_model(tempfile.mkdtemp(), model, {"name": "demo"})))
+    False
     """
-    model_dir = Path(model_dir)
-    files = verify_model(model_dir).files
-    absent = [name for name in (CONFORMAL_FILE, BACKGROUND_FILE) if name not in files]
+    return all(loaded.has_file(name) for name in TRUST_FILES)
+
+
+def load_trust(loaded: LoadedModel) -> tuple[ConformalSets, pd.DataFrame]:
+    """The conformal predictor and explanation background stored with ``loaded``.
+
+    Both files are read against the manifest :func:`medpredict.artifact.load_model`
+    verified (it is not read again); only the ConformalSets type may be instantiated
+    from the conformal file.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the directory holds no trust files.
+    medpredict.artifact.ArtifactError
+        If a trust file changed since the load or names another type.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from medpredict.artifact import dumps_checked, load_model, save_model
+    >>> from medpredict.trust.explanations import background_to_json
+    >>> X = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]}); y = np.array([0, 0, 1, 1])
+    >>> model = LogisticRegression().fit(X, y)
+    >>> conformal = ConformalSets(alpha=0.2).fit(model.predict_proba(X), y)
+    >>> files = {CONFORMAL_FILE: dumps_checked(conformal, CONFORMAL_TYPES),
+    ...          BACKGROUND_FILE: background_to_json(X)}
+    >>> loaded = load_model(save_model(tempfile.mkdtemp(), model, {"name": "demo"}, files))
+    >>> conformal, background = load_trust(loaded)
+    >>> conformal.alpha, background.shape
+    (0.2, (4, 1))
+    """
+    absent = [name for name in TRUST_FILES if not loaded.has_file(name)]
     if absent:
-        raise FileNotFoundError(f"{model_dir} has no trust files {absent}; rerun the study")
-    payload = (model_dir / CONFORMAL_FILE).read_bytes()
-    conformal = loads_checked(payload, str(model_dir / CONFORMAL_FILE), CONFORMAL_TYPES)
-    return conformal, background_from_json((model_dir / BACKGROUND_FILE).read_bytes())
+        raise FileNotFoundError(f"{loaded.path} has no trust files {absent}; rerun the study")
+    conformal = loaded.load_object(CONFORMAL_FILE, CONFORMAL_TYPES)
+    return conformal, background_from_json(loaded.read_file(BACKGROUND_FILE))
 
 
 def annotate_predictions(
@@ -70,9 +106,9 @@ def annotate_predictions(
 
     metadata = loaded.metadata
     keep = [*keep, *(c for c in role_columns(metadata, frame) if c not in keep)]
-    X = validate_input(frame, metadata["schema"], keep)
-    conformal, background = load_trust(loaded.path)
-    group_column = ((metadata.get("spec") or {}).get("trust") or {}).get("conformal_group")
+    X = validate_input(frame, metadata.data_schema or {}, keep)
+    conformal, background = load_trust(loaded)
+    group_column = metadata.conformal_group
     groups = None
     if len(conformal.group_names_):
         if group_column is None or group_column not in frame.columns:
@@ -83,7 +119,7 @@ def annotate_predictions(
         groups = frame[group_column].to_numpy()
     proba = loaded.estimator.predict_proba(X)
     sets = conformal.predict_set(proba, groups)
-    classes = np.asarray([str(c) for c in metadata["classes"]], dtype=object)
+    classes = np.asarray(metadata.classes, dtype=object)
     factors = explain(loaded.estimator, X, background).top_factors(k)
     return pd.DataFrame(
         {
