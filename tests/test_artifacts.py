@@ -25,7 +25,6 @@ from medpredict.artifact import (
     ArtifactError,
     SigningKey,
     _sha256,
-    checked_types,
     load_model,
     save_model,
     sign_model,
@@ -34,6 +33,7 @@ from medpredict.artifact import (
 from medpredict.cli import app
 from medpredict.data.datasets import load_dataset
 from medpredict.predict import predict_frame
+from medpredict.safe_skops import checked_types
 from medpredict.spec import parse_spec
 from medpredict.study import run_study
 from medpredict.trust.runtime import annotate_predictions

@@ -25,7 +25,7 @@ from sklearn.model_selection import cross_val_predict, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from medpredict.artifact import dumps_checked, loads_checked
+from medpredict.safe_skops import dumps_checked, loads_checked
 from medpredict.trust.conformal import (
     ATYPICAL,
     CONFIDENT,

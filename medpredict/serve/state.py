@@ -29,13 +29,13 @@ import yaml
 from fastapi import Depends, Path, Request
 from starlette.datastructures import State
 
+from medpredict.artifact import MAPPING_FILE
 from medpredict.serve.audit import AuditLog, input_hash
 from medpredict.serve.auth import Principal
 from medpredict.serve.batching import PredictionQueue
 from medpredict.serve.config import ServeSettings
 from medpredict.serve.fhir import FhirMapping, load_mappings
 from medpredict.serve.models import ModelStore, ServedModel
-from medpredict.serve.package import MAPPING_FILE, listed_files
 from medpredict.serve.security import Authenticator, require
 
 Clinician = Annotated[Principal, Depends(require("clinician"))]
@@ -74,10 +74,10 @@ def fhir_mappings(store: ModelStore, settings: ServeSettings) -> dict[str, FhirM
     """
     mappings: dict[str, FhirMapping] = {}
     for model in store.all():
-        if MAPPING_FILE in listed_files(model.loaded.path):
-            path = model.loaded.path / MAPPING_FILE
+        if model.loaded.has_file(MAPPING_FILE):
             mappings[model.name] = FhirMapping.from_dict(
-                yaml.safe_load(path.read_text()), str(path)
+                yaml.safe_load(model.loaded.read_file(MAPPING_FILE).decode()),
+                str(model.loaded.path / MAPPING_FILE),
             )
     if settings.fhir_mapping_file is not None:
         for name, mapping in load_mappings(settings.fhir_mapping_file).items():

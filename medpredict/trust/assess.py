@@ -36,11 +36,12 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
-from medpredict.artifact import BACKGROUND_FILE, CONFORMAL_FILE, dumps_checked
+from medpredict.artifact import BACKGROUND_FILE, CONFORMAL_FILE
 from medpredict.encoders.tabular import standard_parts
 from medpredict.evaluation.bootstrap import Estimate, bootstrap
 from medpredict.evaluation.metrics import binary_metrics
 from medpredict.report.html import Section
+from medpredict.safe_skops import dumps_checked
 from medpredict.spec import TrustSpec
 from medpredict.trust.conformal import (
     ConformalSets,

@@ -59,7 +59,8 @@ def load_trust(loaded: LoadedModel) -> tuple[ConformalSets, pd.DataFrame]:
     >>> import tempfile
     >>> import numpy as np
     >>> from sklearn.linear_model import LogisticRegression
-    >>> from medpredict.artifact import dumps_checked, load_model, save_model
+    >>> from medpredict.artifact import load_model, save_model
+    >>> from medpredict.safe_skops import dumps_checked
     >>> from medpredict.trust.explanations import background_to_json
     >>> X = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]}); y = np.array([0, 0, 1, 1])
     >>> model = LogisticRegression().fit(X, y)
