@@ -1,4 +1,4 @@
-"""The package's import graph has no cycles (module- and function-level imports)."""
+"""The package's import graph: no cycles and no upward imports (module- and function-level)."""
 
 from __future__ import annotations
 
@@ -57,3 +57,42 @@ def test_no_import_cycles():
         if name not in state:
             visit(name, [name])
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+# Lower layers never import higher ones. A module belongs to the layer of its longest
+# matching prefix; docs/architecture.md draws the same stack.
+LAYERS = (
+    ("medpredict", "medpredict.versions", "medpredict.trusted_types", "medpredict.progress",
+     "medpredict.optional", "medpredict.data.errors"),
+    ("medpredict.evaluation",),
+    ("medpredict.data", "medpredict.spec", "medpredict.settings"),
+    ("medpredict.report",),
+    ("medpredict.encoders", "medpredict.models", "medpredict.safe_skops",
+     "medpredict.model_metadata", "medpredict.artifact"),
+    ("medpredict.imaging", "medpredict.signals", "medpredict.wearables", "medpredict.trust",
+     "medpredict.predict"),
+    ("medpredict.study",),
+    ("medpredict.serve", "medpredict.cli"),
+)
+
+
+def _layer(module: str) -> int:
+    matches = [
+        (len(prefix), level)
+        for level, prefixes in enumerate(LAYERS)
+        for prefix in prefixes
+        if module == prefix or module.startswith(prefix + ".")
+    ]
+    assert matches, f"{module} is in no layer: add it to LAYERS"
+    return max(matches)[1]
+
+
+def test_no_upward_imports():
+    modules = _modules()
+    upward = [
+        f"{name} -> {target}"
+        for name, path in sorted(modules.items())
+        for target in sorted(_imports(name, path, modules))
+        if _layer(target) > _layer(name)
+    ]
+    assert not upward, "imports against the layering: " + "; ".join(upward)
