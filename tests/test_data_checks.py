@@ -191,3 +191,12 @@ def test_unknown_spec_keys_are_errors(tmp_path: Path):
     path.write_text("name: x\ndata: {dataset: pima_tr}\ntarget: type\nfolds: 3\n")
     with pytest.raises(SpecError, match=r"folds: Extra inputs are not permitted"):
         load_spec(path)
+
+
+def test_a_time_column_stored_as_dates_is_read_as_is(pima):
+    """Parquet keeps dates typed: no text-format warnings apply, the cohort builds."""
+    pima["visit"] = pd.date_range("2020-01-01", periods=len(pima), freq="D")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)
+        cohort = build_cohort(pima, _spec(time_column="visit", validation={"scheme": "temporal"}))
+    assert cohort.times.min() == pd.Timestamp("2020-01-01") and len(cohort.y) == 200

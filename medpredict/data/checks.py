@@ -408,7 +408,7 @@ def date_shapes(raw: pd.Series) -> pd.Series:
     >>> date_shapes(pd.Series(["1994-03-02", "3/2/94", None])).tolist()
     ['YYYY-N-N', 'N/N/N']
     """
-    return raw[raw.map(lambda v: isinstance(v, str))].map(_date_shape)
+    return raw[raw.map(lambda v: isinstance(v, str))].map(_date_shape).astype(object)
 
 
 def check_dates(raw: pd.Series) -> pd.Series:
