@@ -37,7 +37,7 @@ from medpredict.evaluation.metrics import auroc, brier
 from medpredict.evaluation.splits import internal_folds
 from medpredict.models.deep import TabularEncoder
 from medpredict.models.ensembles import fit_member, take_rows
-from medpredict.models.hybrid import raw_member
+from medpredict.models.registry import raw_member
 from medpredict.settings import cache_dir
 from medpredict.spec import load_spec
 from medpredict.study import run_study

@@ -12,7 +12,7 @@ from sklearn.base import clone
 from medpredict.artifact import load_model, save_model
 from medpredict.evaluation.metrics import auroc, brier, multiclass_metrics
 from medpredict.models import available_models, make_model
-from medpredict.models.hybrid import raw_member
+from medpredict.models.registry import raw_member
 
 # cheap settings so every registered hybrid is exercised within the test budget
 CHEAP = {

@@ -26,12 +26,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.feature_selection import SelectorMixin, f_classif
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
+from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils import Tags
 from sklearn.utils.validation import check_is_fitted
 
 from medpredict.data.checks import check_allowed_values, check_no_missing, check_numeric
@@ -147,21 +150,54 @@ def load_breast_cancer_expression(horizon_days: float = 5 * 365.25) -> Expressio
     )
 
 
+def _column_name(X: Any, index: int) -> str:
+    return repr(X.columns[index]) if isinstance(X, pd.DataFrame) else f"{index} (0-based)"
+
+
+def _first_non_numeric(X: Any, raw: np.ndarray) -> str:
+    for j in range(raw.shape[1] if raw.ndim == 2 else 0):
+        try:
+            raw[:, j].astype(float)
+        except (TypeError, ValueError):
+            return f" (column {_column_name(X, j)})"
+    return ""
+
+
 def _matrix(estimator: BaseEstimator, X: Any, reset: bool, allow_nan: bool = False) -> np.ndarray:
     """``X`` as a float matrix, recording (``reset``) or checking its columns.
 
-    A light version of scikit-learn's validation: thousands of gene columns make the
-    per-column pandas dtype checks the slowest part of a fit.
+    A light version of scikit-learn's validation, with its error messages: thousands
+    of gene columns make the per-column pandas dtype checks the slowest part of a fit.
     """
+    if sparse.issparse(X):
+        raise TypeError("gene expression must be a dense table; sparse input is not supported")
     names = np.asarray(X.columns, dtype=object) if isinstance(X, pd.DataFrame) else None
+    raw = np.asarray(X)
+    if np.iscomplexobj(raw):
+        raise ValueError("Complex data not supported: gene expression values are real numbers")
+    if raw.ndim != 2:
+        raise DataError(
+            f"expected a 2-D table of genes, got {raw.ndim} dimension(s); Reshape your data "
+            "with array.reshape(-1, 1) for one gene or array.reshape(1, -1) for one patient"
+        )
     try:
-        values = np.asarray(X, dtype=float)
-    except (TypeError, ValueError) as err:
-        raise DataError(f"gene expression values must be numbers: {err}") from None
-    if values.ndim != 2:
-        raise DataError(f"expected a 2-D table of genes, got {values.ndim} dimension(s)")
-    if not allow_nan and not np.isfinite(values).all():
-        raise DataError("gene expression values contain NaN or infinity; impute them first")
+        values = raw.astype(float, copy=False)
+    except TypeError as err:
+        raise TypeError(
+            f"gene expression values must be numbers{_first_non_numeric(X, raw)}: {err}"
+        ) from None
+    except ValueError as err:
+        raise DataError(
+            f"gene expression values must be numbers{_first_non_numeric(X, raw)}: {err}"
+        ) from None
+    if values.shape[0] == 0 or values.shape[1] == 0:
+        raise DataError(
+            f"Found {values.shape[0]} sample(s) and {values.shape[1]} feature(s) "
+            f"(shape={values.shape}) while a minimum of 1 is required: a table of genes "
+            "needs at least one patient and one gene."
+        )
+    if not allow_nan:
+        _require_finite(X, values, "impute them first")
     if reset:
         estimator.n_features_in_ = values.shape[1]
         if names is not None:
@@ -170,11 +206,27 @@ def _matrix(estimator: BaseEstimator, X: Any, reset: bool, allow_nan: bool = Fal
             estimator.__dict__.pop("feature_names_in_", None)
         return values
     if values.shape[1] != estimator.n_features_in_:
-        raise DataError(f"expected {estimator.n_features_in_} gene columns, got {values.shape[1]}")
+        raise DataError(
+            f"X has {values.shape[1]} features, but {type(estimator).__name__} is expecting "
+            f"{estimator.n_features_in_} features as input (gene columns seen in fit)"
+        )
     fitted = getattr(estimator, "feature_names_in_", None)
     if fitted is not None and names is not None and not np.array_equal(fitted, names):
         raise DataError("gene columns differ from (or are in another order than) those in fit")
     return values
+
+
+def _require_finite(X: Any, values: np.ndarray, advice: str, columns: Any = None) -> None:
+    """Refuse NaN or infinity in ``values`` (only in the ``columns`` mask when given)."""
+    checked = values if columns is None else values[:, columns]
+    bad = ~np.isfinite(checked).all(axis=0)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        index = first if columns is None else int(np.flatnonzero(columns)[first])
+        raise DataError(
+            f"gene expression values contain NaN or infinity (first in column "
+            f"{_column_name(X, index)}); {advice}"
+        )
 
 
 class ExpressionTransform(TransformerMixin, BaseEstimator):
@@ -190,6 +242,11 @@ class ExpressionTransform(TransformerMixin, BaseEstimator):
         self.floor = floor
         self.ceiling = ceiling
         self.log = log
+
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
 
     def fit(self, X: Any, y: Any = None) -> ExpressionTransform:
         """Record the input columns."""
@@ -209,6 +266,19 @@ class ExpressionTransform(TransformerMixin, BaseEstimator):
         if names is None:
             names = np.array([f"x{i}" for i in range(self.n_features_in_)], dtype=object)
         return np.asarray(names, dtype=object)
+
+
+def _l1_scores(scaled: np.ndarray, y: np.ndarray, C: float, seed: int) -> np.ndarray:
+    """Largest absolute L1 coefficient of each gene, one-vs-rest over three or more classes."""
+    l1 = LogisticRegression(l1_ratio=1.0, C=C, solver="liblinear", random_state=seed,
+                            max_iter=5000)
+    n_classes = np.unique(y).size
+    if n_classes < 2:
+        raise ValueError("method='l1' needs at least two classes in y, got one class")
+    if n_classes == 2:
+        return np.abs(l1.fit(scaled, y).coef_).max(axis=0)
+    per_class = OneVsRestClassifier(l1).fit(scaled, y).estimators_
+    return np.abs(np.vstack([model.coef_ for model in per_class])).max(axis=0)
 
 
 class GeneSelector(SelectorMixin, BaseEstimator):
@@ -265,9 +335,7 @@ class GeneSelector(SelectorMixin, BaseEstimator):
                 scores = np.nan_to_num(f_classif(values, np.asarray(y))[0])
         else:
             scaled = StandardScaler().fit_transform(values)
-            l1 = LogisticRegression(l1_ratio=1.0, C=self.C, solver="liblinear",
-                                    random_state=self.seed, max_iter=5000)
-            scores = np.abs(l1.fit(scaled, np.asarray(y)).coef_).max(axis=0)
+            scores = _l1_scores(scaled, np.asarray(y), self.C, self.seed)
         keep = min(self.k, values.shape[1])
         order = np.argsort(-scores, kind="stable")[:keep]
         if self.method == "l1":
@@ -280,9 +348,11 @@ class GeneSelector(SelectorMixin, BaseEstimator):
         return self
 
     def transform(self, X: Any) -> np.ndarray:
-        """The selected genes' columns."""
+        """The selected genes' columns (values of the other genes are not looked at)."""
         check_is_fitted(self, "support_")
-        return _matrix(self, X, reset=False, allow_nan=True)[:, self.support_]
+        values = _matrix(self, X, reset=False, allow_nan=True)
+        _require_finite(X, values, "impute the selected genes first", columns=self.support_)
+        return values[:, self.support_]
 
     def _get_support_mask(self) -> np.ndarray:
         check_is_fitted(self, "support_")

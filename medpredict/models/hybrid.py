@@ -44,7 +44,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from lightgbm import LGBMClassifier
-from sklearn.base import clone
 from sklearn.ensemble import BaggingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
@@ -59,34 +58,12 @@ from medpredict.models.feature_hybrids import (
     ResidualBoostingClassifier,
     leaf_booster,
 )
-from medpredict.models.registry import make_model, register_model, takes_raw_input
+from medpredict.models.registry import raw_member, register_model
 
 DEFAULT_MEMBERS = ("logistic_regression", "lightgbm", "random_forest", "deep_mlp")
 CLASSICAL_MEMBERS = ("logistic_regression", "lightgbm", "random_forest")
 # inside an ensemble, 100 trees give the forest's probabilities enough resolution
 MEMBER_PARAMS: dict[str, dict[str, Any]] = {"random_forest": {"n_estimators": 100}}
-
-
-def raw_member(
-    name: str,
-    seed: int = 0,
-    class_weight: str | None = None,
-    n_samples: int | None = None,
-    preprocessor: Any = None,
-    **params: Any,
-) -> Any:
-    """The registered model ``name`` as an estimator that accepts the raw feature table.
-
-    Models registered with ``raw_input=True`` are returned as they are; the others get
-    ``preprocessor`` (default: a one-hot :class:`~medpredict.models.deep.TabularEncoder`)
-    in front of them, fitted with the model on the same rows.
-    """
-    model = make_model(name, seed=seed, class_weight=class_weight, n_samples=n_samples, **params)
-    if takes_raw_input(name):
-        return model
-    if preprocessor is None:
-        preprocessor = TabularEncoder(numeric="standard", categorical="onehot")
-    return Pipeline([("encode", clone(preprocessor)), ("model", model)])
 
 
 def _members(

@@ -23,7 +23,8 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from sklearn.base import ClassifierMixin
+from sklearn.base import ClassifierMixin, clone
+from sklearn.pipeline import Pipeline
 
 from medpredict.data.errors import SpecError
 
@@ -66,8 +67,9 @@ def _load_builtin() -> None:
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as err:
-            if err.name != module:
-                raise
+            if not (err.name or "").startswith("medpredict"):
+                continue  # its optional dependencies are not installed: its models are absent
+            raise
 
 
 def available_models() -> dict[str, str]:
@@ -121,3 +123,27 @@ def make_model(
     if "n_samples" in inspect.signature(factory).parameters:
         params["n_samples"] = n_samples
     return factory(seed=seed, class_weight=class_weight, **params)
+
+
+def raw_member(
+    name: str,
+    seed: int = 0,
+    class_weight: str | None = None,
+    n_samples: int | None = None,
+    preprocessor: Any = None,
+    **params: Any,
+) -> Any:
+    """The registered model ``name`` as an estimator that accepts the raw feature table.
+
+    Models registered with ``raw_input=True`` are returned as they are; the others get
+    ``preprocessor`` (default: a one-hot :class:`~medpredict.models.deep.TabularEncoder`)
+    in front of them, fitted with the model on the same rows.
+    """
+    model = make_model(name, seed=seed, class_weight=class_weight, n_samples=n_samples, **params)
+    if takes_raw_input(name):
+        return model
+    if preprocessor is None:
+        from medpredict.models.deep.encoding import TabularEncoder
+
+        preprocessor = TabularEncoder(numeric="standard", categorical="onehot")
+    return Pipeline([("encode", clone(preprocessor)), ("model", model)])
