@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from medpredict.encoders.embedding_cache import weights_fingerprint
+from medpredict.optional import require
 from medpredict.settings import cache_dir
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -100,13 +101,7 @@ class OnnxSentenceModel:
     """
 
     def __init__(self, model_path: str, quantize: bool = False, threads: int | None = None) -> None:
-        try:
-            import onnxruntime
-        except ModuleNotFoundError as err:
-            raise ModuleNotFoundError(
-                "the ONNX backend needs the packages onnx and onnxruntime "
-                "(pip install onnx onnxruntime)"
-            ) from err
+        onnxruntime = require("onnxruntime", extra="text")
         from transformers import AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)

@@ -22,6 +22,8 @@ import warnings
 
 import numpy as np
 
+from medpredict.optional import require
+
 QUALITY_LEVELS = {"Unacceptable": 0.0, "Barely acceptable": 1.0, "Excellent": 2.0}
 TIME_FEATURES = (
     "HRV_MeanNN",
@@ -43,9 +45,7 @@ FREQUENCY_FEATURES = ("HRV_HF", "HRV_VHF", "HRV_TP", "HRV_HFn", "HRV_LnHF")
 
 
 def _nk():
-    import neurokit2
-
-    return neurokit2
+    return require("neurokit2", extra="signals")
 
 
 def clean_ecg(signal: np.ndarray, fs: float) -> np.ndarray:
