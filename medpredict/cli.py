@@ -131,7 +131,10 @@ def _results_table(results: list[Any]) -> Table:
         grid.add_column(column)
     for r in results:
         metric = r.spec.selection_metric
-        evaluations = [("cross-validated", len(r.cohort.y), r.best.metrics)]
+        internal = "validation split" if r.spec.validation.scheme == "fixed" else "cross-validated"
+        evaluations = [(internal, len(r.cohort.y), r.best.metrics)]
+        if r.nested is not None:
+            evaluations.append(("nested CV", len(r.cohort.y), r.nested.metrics))
         evaluations += [(h.kind, len(h.cohort.y), h.metrics) for h in r.holdouts]
         for where, rows, metrics in evaluations:
             slope = str(metrics["calibration_slope"]) if "calibration_slope" in metrics else "—"
@@ -154,7 +157,7 @@ def _results_table(results: list[Any]) -> Table:
 def _run_specs(paths: list[Path], quiet: bool, output_dir: Path | None = None) -> list[Any]:
     from medpredict.spec import load_spec
     from medpredict.study import run_study
-    from medpredict.study.results import temporal_text
+    from medpredict.study.results import nested_text, temporal_text
 
     results = []
     for path in paths:
@@ -170,6 +173,9 @@ def _run_specs(paths: list[Path], quiet: bool, output_dir: Path | None = None) -
         results.append(result)
     console.print(_results_table(results))
     for r in results:
+        nested = nested_text(r)
+        if nested:
+            console.print(nested, highlight=False, soft_wrap=True)
         if r.temporal:
             console.print(
                 f"temporal validation of {r.spec.name}: {temporal_text(r.temporal)}",

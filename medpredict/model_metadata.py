@@ -1,9 +1,8 @@
 """What a model directory's ``metadata.json`` says, typed: :class:`ModelMetadata`.
 
-Tabular studies (:func:`medpredict.study.outputs.model_metadata`) and image studies
-(:func:`medpredict.imaging.study.run_image_study`) both describe their model with a
-:class:`ModelMetadata`; :func:`medpredict.artifact.load_model` reads it back. Readers
-use its attributes and the accessors derived from the stored study spec
+Every study, tabular, image or signal (:func:`medpredict.study.outputs.model_metadata`),
+describes its model with a :class:`ModelMetadata`; :func:`medpredict.artifact.load_model`
+reads it back. Readers use its attributes and the accessors derived from the stored study spec
 (:attr:`ModelMetadata.role_columns`, :attr:`ModelMetadata.conformal_group`) instead of
 digging through nested dictionaries.
 

@@ -24,6 +24,8 @@ class StudyProgress:
     >>> with StudyProgress(quiet=True) as progress:
     ...     task = progress.stage("folds", total=2)
     ...     progress.advance(task)
+    ...     timed = progress.stage("searching", total=60, unit="s of the budget")
+    ...     progress.update(timed, 12.5, "trial 3: lightgbm fold 2/5")
     """
 
     def __init__(self, quiet: bool = False, console: Console | None = None) -> None:
@@ -33,6 +35,7 @@ class StudyProgress:
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
+            TextColumn("{task.fields[unit]}"),
             TimeElapsedColumn(),
             console=console or Console(stderr=True),
             disable=quiet,
@@ -59,11 +62,16 @@ class StudyProgress:
             total = task.total if task.total is not None else 1
             self._progress.update(self._current, total=total, completed=total)
 
-    def stage(self, description: str, total: int | None) -> TaskID:
-        """Start a new stage (completing the previous one)."""
+    def stage(self, description: str, total: float | None, unit: str = "") -> TaskID:
+        """Start a new stage (completing the previous one); ``unit`` follows its count."""
         self._finish_current()
-        self._current = self._progress.add_task(description, total=total)
+        self._current = self._progress.add_task(description, total=total, unit=unit)
         return self._current
 
     def advance(self, task: TaskID, steps: int = 1) -> None:
+        """Count ``steps`` more done in stage ``task``."""
         self._progress.advance(task, steps)
+
+    def update(self, task: TaskID, completed: float, description: str) -> None:
+        """Set how much of stage ``task`` is done and what it is doing now."""
+        self._progress.update(task, completed=completed, description=description)

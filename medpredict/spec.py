@@ -82,14 +82,32 @@ class Threshold(_Strict):
 class Validation(_Strict):
     """How performance is estimated."""
 
-    scheme: Literal["kfold", "temporal", "site"] = Field(
+    scheme: Literal["kfold", "temporal", "site", "leave_one_patient_out", "fixed"] = Field(
         "kfold",
         description=(
             "kfold: stratified (group) k-fold by patient; temporal: develop on rows before "
-            "the cut-off, validate on later rows; site: leave one site out."
+            "the cut-off, validate on later rows; site: leave one site out; "
+            "leave_one_patient_out: one fold per patient (needs patient_column); fixed: "
+            "given splits (split_column): fit on train rows, select and calibrate on "
+            "validation rows, refit on both, score the test rows once."
         ),
     )
     folds: int = Field(5, ge=2, le=20, description="Number of folds for kfold.")
+    nested: Literal["auto"] | bool = Field(
+        "auto",
+        description=(
+            "Estimate the whole procedure (selection, search, thresholds) by nested "
+            "cross-validation on the study's folds. auto: when the estimated time fits "
+            "max(60 s, 2 x the measured model comparison); true: always; false: never."
+        ),
+    )
+    inner_folds: int | None = Field(
+        None,
+        ge=2,
+        le=20,
+        description="Inner folds of nested cross-validation (patient-grouped stratified "
+        "k-fold of each outer-training part); default min(folds, 3).",
+    )
     temporal_cutoff: str | None = Field(
         None,
         description="Date/time cut-off for temporal validation (ISO format); rows on or "
@@ -101,6 +119,16 @@ class Validation(_Strict):
     )
     external: DataSource | None = Field(
         None, description="An independent table scored by the final model (external validation)."
+    )
+    split_column: str | None = Field(
+        None, description="Column naming each row's split for the fixed scheme (never a feature)."
+    )
+    train_value: str = Field("train", description="split_column value of training rows.")
+    validation_value: str = Field(
+        "validation", description="split_column value of validation rows."
+    )
+    test_value: str = Field(
+        "test", description="split_column value of test rows (a hold-out; may be absent)."
     )
 
 
@@ -266,11 +294,45 @@ class StudySpec(_Strict):
             raise ValueError("validation.scheme 'temporal' needs time_column")
         if self.validation.scheme == "site" and not self.site_column:
             raise ValueError("validation.scheme 'site' needs site_column")
+        if self.validation.scheme == "leave_one_patient_out" and not self.patient_column:
+            raise ValueError("validation.scheme 'leave_one_patient_out' needs patient_column")
+        if self.validation.scheme == "fixed":
+            self._check_fixed()
         if self.task == "multiclass" and self.selection_metric in ("auprc",):
             raise ValueError("selection_metric 'auprc' is for binary tasks")
         if self.budget and self.selection_metric not in ("auroc", "brier", "log_loss"):
             raise ValueError("a search budget needs selection_metric auroc, brier or log_loss")
         return self
+
+    def _check_fixed(self) -> None:
+        v = self.validation
+        if not v.split_column:
+            raise ValueError("validation.scheme 'fixed' needs validation.split_column")
+        if v.nested is True:
+            raise ValueError(
+                "validation.nested: true does not apply to scheme 'fixed' (one validation "
+                "split, no folds to nest); use nested: auto or false"
+            )
+        if self.budget:
+            raise ValueError("a search budget needs cross-validation folds, not scheme 'fixed'")
+        values = [v.train_value, v.validation_value, v.test_value]
+        if len(set(values)) < 3:
+            raise ValueError(f"validation: train, validation and test values {values} must differ")
+        roles = {
+            "target": [self.target],
+            "id_column": [self.id_column],
+            "patient_column": [self.patient_column],
+            "time_column": [self.time_column],
+            "site_column": [self.site_column],
+            "sensitive_attributes": self.sensitive_attributes,
+            "features": list(self.features or {}),
+        }
+        taken = [role for role, names in roles.items() if v.split_column in names]
+        if taken:
+            raise ValueError(
+                f"validation.split_column {v.split_column!r} is also the {taken[0]}; the split "
+                "column only assigns rows to splits"
+            )
 
     @property
     def model_specs(self) -> list[ModelSpec]:

@@ -23,6 +23,7 @@ def wisconsin_result(tmp_path_factory):
             "data": {"dataset": "wisconsin"},
             "target": "diagnosis",
             "positive_class": "malignant",
+            "validation": {"nested": False},
             "bootstrap": 200,
             "output_dir": str(tmp_path_factory.mktemp("wisconsin")),
         }
@@ -87,7 +88,7 @@ def test_pima_external_validation(tmp_path):
             "data": {"dataset": "pima_tr"},
             "target": "type",
             "positive_class": "Yes",
-            "validation": {"external": {"dataset": "pima_te"}},
+            "validation": {"external": {"dataset": "pima_te"}, "nested": False},
             "bootstrap": 300,
             "output_dir": str(tmp_path),
         }
@@ -101,6 +102,7 @@ def test_pima_external_validation(tmp_path):
 
 
 def test_same_spec_data_and_seed_give_same_metrics(pima_spec, tmp_path):
+    pima_spec |= {"validation": {"nested": False}}
     first = run_study(parse_spec(pima_spec), quiet=True, save=False)
     second = run_study(
         parse_spec(pima_spec | {"output_dir": str(tmp_path / "b")}), quiet=True, save=False
@@ -121,6 +123,7 @@ def test_patient_grouped_folds_on_biopsy(tmp_path):
             "target": "class",
             "positive_class": "malignant",
             "patient_column": "ID",
+            "validation": {"nested": False},
             "models": ["logistic_regression"],
             "bootstrap": 50,
             "output_dir": str(tmp_path),
@@ -147,7 +150,7 @@ def test_temporal_validation_holds_out_the_latest_rows(tmp_path):
             "target": "type",
             "positive_class": "Yes",
             "time_column": "visit",
-            "validation": {"scheme": "temporal", "temporal_fraction": 0.3},
+            "validation": {"scheme": "temporal", "temporal_fraction": 0.3, "nested": False},
             "models": ["logistic_regression"],
             "bootstrap": 50,
             "output_dir": str(tmp_path / "run"),
@@ -174,7 +177,7 @@ def test_leave_one_site_out(tmp_path):
             "target": "type",
             "positive_class": "Yes",
             "site_column": "site",
-            "validation": {"scheme": "site"},
+            "validation": {"scheme": "site", "nested": False},
             "models": ["logistic_regression"],
             "bootstrap": 50,
             "output_dir": str(tmp_path / "run"),
@@ -196,6 +199,7 @@ def test_multiclass_study_on_pbc_stage(tmp_path):
             "exclude": ["id", "time", "status"],
             "models": ["logistic_regression", "lightgbm"],
             "selection_metric": "macro_f1",
+            "validation": {"nested": False},
             "bootstrap": 50,
             "output_dir": str(tmp_path),
         }
@@ -224,7 +228,7 @@ def test_study_runs_the_trust_layer(tmp_path):
         "name": "pima-trust", "data": {"path": str(tmp_path / "pima.csv")}, "target": "type",
         "positive_class": "Yes", "sensitive_attributes": ["age_group"],
         "models": ["logistic_regression"], "bootstrap": 50, "output_dir": str(tmp_path / "run"),
-        "intended_use": "Screening support in primary care.",
+        "intended_use": "Screening support in primary care.", "validation": {"nested": False},
     })
     result = run_study(spec, quiet=True)
     assert "age_group" not in result.cohort.X.columns  # audited, not a predictor
@@ -247,6 +251,8 @@ def test_budgeted_search_study(tmp_path):
     })
     result = run_study(spec, quiet=True)
     assert result.search is not None and result.search.seconds < 40
+    # auto: five outer folds each searching for the 20 s budget exceed the allowance
+    assert result.nested is None and "exceeds the allowance" in result.nested_plan.reason
     assert set(result.candidates) <= {"logistic_regression", "lightgbm"}
     assert result.best_name == result.search.best.name
     assert type(result.final_model[-1]) is type(result.search.best_estimator[-1])

@@ -60,7 +60,12 @@ def _blank_notes(pima: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_failing_candidate_is_reported_with_table_rows_and_the_study_goes_on(tmp_path, pima):
-    raw = _study(tmp_path, _blank_notes(pima), models=[FUSION, "logistic_regression"])
+    raw = _study(
+        tmp_path,
+        _blank_notes(pima),
+        models=[FUSION, "logistic_regression"],
+        validation={"nested": False},
+    )
     with pytest.warns(CandidateWarning, match=r"candidate late_fusion failed"):
         result = run_study(parse_spec(raw), quiet=True)
     assert list(result.candidates) == ["logistic_regression"]
@@ -183,6 +188,7 @@ def test_budgeted_search_leaves_out_a_failing_candidate(tmp_path):
         "name": "pima-search", "data": {"dataset": "pima_tr"}, "target": "type",
         "positive_class": "Yes", "models": ["logistic_regression", "text_tfidf_logistic"],
         "budget": "3s", "bootstrap": 50, "output_dir": str(tmp_path),
+        "validation": {"nested": False},
     })
     with pytest.warns(CandidateWarning, match=r"text_tfidf_logistic failed .*should hold text"):
         result = run_study(spec, quiet=True, save=False)

@@ -1,8 +1,10 @@
 """The study: one runner every modality flows through.
 
-``runner`` cross-validates candidates and selects, refits and validates one;
-``results`` holds what a study produced; ``outputs`` writes the model directory,
-``metrics.json`` and the report (``report``); ``search`` is the budgeted search.
+``runner`` runs a study: ``candidates`` cross-validates (or ``search`` searches) the
+candidate models through the cross-validation loop of ``validation``, selects and refits
+one; ``nested`` estimates the whole procedure by nested cross-validation; ``results``
+holds what a study produced; ``outputs`` writes the model directory, ``metrics.json``
+and the report (``report``).
 
 Examples
 --------

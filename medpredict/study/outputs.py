@@ -17,14 +17,17 @@ from sklearn.base import clone
 from medpredict import __version__
 from medpredict.artifact import save_model
 from medpredict.data.datasets import DATASETS
+from medpredict.model_metadata import ModelMetadata
 from medpredict.spec import StudySpec
 from medpredict.study.report import write_report
 from medpredict.study.results import (
     CandidateFailure,
     CandidateResult,
     StudyResult,
+    nested_summary,
     validation_text,
 )
+from medpredict.study.validation import development_size
 from medpredict.trust.assess import assess
 from medpredict.versions import library_versions
 
@@ -56,7 +59,9 @@ def assess_trust(result: StudyResult) -> Any:
         "model_building": {
             "candidates": ", ".join(result.candidates),
             "selected": result.best_name,
-            "selection": f"{spec.selection_metric} of out-of-fold predictions",
+            "selection": f"{spec.selection_metric} of "
+            + ("validation-row" if spec.validation.scheme == "fixed" else "out-of-fold")
+            + " predictions",
             "validation": validation_text(result),
         },
     }
@@ -79,36 +84,36 @@ def assess_trust(result: StudyResult) -> Any:
     )
 
 
-def model_metadata(result: StudyResult) -> dict[str, Any]:
+def model_metadata(result: StudyResult) -> ModelMetadata:
     """The metadata saved beside the model (what `predict` and `serve` rely on)."""
     spec = result.spec
-    return {
-        "name": spec.name,
-        "version": __version__,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "task": spec.task,
-        "target": spec.target,
-        "positive_class": result.positive_class if spec.task == "binary" else None,
-        "classes": [str(c) for c in result.cohort.classes],
-        "model": result.best_name,
-        "schema": result.cohort.schema.to_dict(),
-        "thresholds": result.best.thresholds,
-        "metrics": {k: v.to_dict() for k, v in result.best.metrics.items()},
-        "holdouts": {
+    return ModelMetadata(
+        name=spec.name,
+        version=__version__,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        task=spec.task,
+        target=spec.target,
+        positive_class=result.positive_class if spec.task == "binary" else None,
+        classes=[str(c) for c in result.cohort.classes],
+        model=result.best_name,
+        data_schema=result.cohort.schema.to_dict(),
+        thresholds=result.best.thresholds,
+        metrics={k: v.to_dict() for k, v in result.best.metrics.items()},
+        holdouts={
             h.kind: {k: v.to_dict() for k, v in h.metrics.items()} for h in result.holdouts
         },
-        "training_rows": len(result.cohort.y),
-        "temporal_validation": result.temporal,
-        "failed_candidates": {f.name: f.to_dict() for f in result.failures},
-        "training_data_sha256": result.data_sha256,
-        "intended_use": spec.intended_use,
-        "versions": library_versions(),
-        "spec": spec.model_dump(mode="json"),
-    }
+        training_rows=development_size(result.folds),
+        temporal_validation=result.temporal,
+        failed_candidates={f.name: f.to_dict() for f in result.failures},
+        training_data_sha256=result.data_sha256,
+        intended_use=spec.intended_use,
+        versions=library_versions(),
+        spec=spec.model_dump(mode="json"),
+    )
 
 
 def metrics_summary(result: StudyResult) -> dict[str, Any]:
-    """metrics.json: every candidate's cross-validated metrics and each hold-out's."""
+    """metrics.json: every candidate's cross-validated metrics, the nested CV, each hold-out's."""
     return {
         "study": result.spec.name,
         "selected_model": result.best_name,
@@ -117,6 +122,7 @@ def metrics_summary(result: StudyResult) -> dict[str, Any]:
         "seconds": round(result.seconds, 2),
         "candidates": _candidates_summary(result.candidates),
         "failed_candidates": {f.name: f.to_dict() for f in result.failures},
+        "nested_cross_validation": nested_summary(result),
         "temporal_validation": result.temporal,
         "holdouts": {
             h.kind: {

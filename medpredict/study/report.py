@@ -1,9 +1,16 @@
-"""The HTML report of a tabular study: data quality, model comparison, curves, thresholds."""
+"""The HTML report of a tabular study: data quality, model comparison, nested
+cross-validation, curves, thresholds.
+
+Studies with a feature of a given kind can get extra sections from the module that
+handles that kind (:func:`register_kind_sections`); image studies get Grad-CAM overlays.
+"""
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
@@ -17,6 +24,7 @@ if TYPE_CHECKING:
     from medpredict.study.results import StudyResult
 
 _HEADLINE = ("auroc", "auprc", "brier", "calibration_intercept", "calibration_slope", "ece")
+_KIND_SECTIONS: dict[str, list[str]] = {}
 _MULTICLASS = ("auroc", "macro_f1", "accuracy", "brier", "log_loss")
 
 
@@ -24,19 +32,105 @@ def _headline(result: StudyResult) -> tuple[str, ...]:
     return _HEADLINE if result.spec.task == "binary" else _MULTICLASS
 
 
+def register_kind_sections(kind: str, provider: str) -> None:
+    """Add report sections to every study with a feature column of ``kind``.
+
+    ``provider`` names a function as ``"module:function"``; the module is imported only
+    when a study has such a column, so its dependencies stay optional. The function is
+    called with keyword arguments ``model`` (the final model), ``name`` (its candidate
+    name), ``X`` (feature table of the first hold-out), ``y`` (class indices),
+    ``classes``, ``columns`` (the study's columns of ``kind``), ``where`` (the hold-out's
+    kind) and ``seed``, and returns a list of sections. Studies without a hold-out get no
+    such sections: rows the final model was fitted on would flatter it.
+
+    Examples
+    --------
+    >>> register_kind_sections("image", "medpredict.imaging.report:image_sections")
+    >>> _KIND_SECTIONS["image"]
+    ['medpredict.imaging.report:image_sections']
+    """
+    providers = _KIND_SECTIONS.setdefault(kind, [])
+    if provider not in providers:
+        providers.append(provider)
+
+
+register_kind_sections("image", "medpredict.imaging.report:image_sections")
+
+
+def _provider(target: str) -> Callable[..., list[Section]]:
+    module, _, name = target.partition(":")
+    provider: Callable[..., list[Section]] = getattr(importlib.import_module(module), name)
+    return provider
+
+
+def kind_sections(result: StudyResult) -> list[Section]:
+    """The registered extra sections for the study's feature kinds (see above)."""
+    if not result.holdouts:
+        return []
+    holdout = result.holdouts[0]
+    sections = []
+    for kind, providers in _KIND_SECTIONS.items():
+        columns = [f.name for f in result.cohort.schema.features if f.kind == kind]
+        if not columns:
+            continue
+        arguments: dict[str, Any] = {
+            "model": result.final_model,
+            "name": result.best_name,
+            "X": holdout.cohort.X,
+            "y": holdout.cohort.y,
+            "classes": list(result.cohort.classes),
+            "columns": columns,
+            "where": holdout.kind,
+            "seed": result.spec.seed,
+        }
+        for target in providers:
+            sections += _provider(target)(**arguments)
+    return sections
+
+
+def is_fixed(result: StudyResult) -> bool:
+    """Whether the study used given train/validation/test splits (``scheme: fixed``)."""
+    return result.spec.validation.scheme == "fixed"
+
+
+def internal_tag(result: StudyResult) -> str:
+    """How the report labels the candidates' internal predictions: ``CV`` or ``validation``."""
+    return "validation" if is_fixed(result) else "CV"
+
+
+def _fixed_note(result: StudyResult) -> str:
+    train, held = result.folds[0]
+    audit = " and the fairness audit" if result.spec.sensitive_attributes else ""
+    return callout(
+        f"Candidates were fitted on the {len(train)} training rows (networks early-stop on "
+        "an inner split of those rows) and scored on the "
+        f"{len(held)} validation rows; those predictions chose the model and fixed its "
+        f"operating thresholds, the conformal sets{audit}. The selected model was then "
+        f"refitted on training and validation rows together ({len(train) + len(held)}) and "
+        "scored once on the test rows, which no choice saw.",
+        kind="note",
+    )
+
+
 def summary_section(result: StudyResult) -> Section:
     spec = result.spec
     best = result.best
+    internal = "validation split" if is_fixed(result) else "cross-validated (out-of-fold)"
     rows = [
-        ["cross-validated (out-of-fold)", len(result.cohort.y)]
+        [internal, len(result.cohort.y)]
         + [str(best.metrics[m]) for m in _headline(result)[:3]]
     ]
+    if result.nested is not None:
+        rows.append(
+            ["nested cross-validation (whole procedure)", len(result.cohort.y)]
+            + [str(result.nested.metrics[m]) for m in _headline(result)[:3]]
+        )
     for h in result.holdouts:
         rows.append(
             [f"{h.kind} validation", len(h.cohort.y)]
             + [str(h.metrics[m]) for m in _headline(result)[:3]]
         )
-    notes = []
+    notes = [_fixed_note(result)] if is_fixed(result) else []
     trust_warns_internal = result.trust is not None and result.trust.overfitting is not None
     if not result.holdouts and not trust_warns_internal:
         notes.append(
@@ -62,7 +156,8 @@ def summary_section(result: StudyResult) -> Section:
         + (f"<p><b>Intended use.</b> {escape(spec.intended_use)}</p>" if spec.intended_use else "")
         + f"<p>Outcome <b>{escape(spec.target)}</b> ({spec.task}, {positive}). "
         f"Selected model: <b>{escape(result.best_name)}</b> by {escape(spec.selection_metric)} "
-        f"of out-of-fold predictions ({validation_text(result)}). Estimates are shown with "
+        f"of {'validation' if is_fixed(result) else 'out-of-fold'} predictions "
+        f"({escape(validation_text(result))}). Estimates are shown with "
         f"bootstrap 95% confidence intervals ({spec.bootstrap} resamples).</p>"
         + (
             f"<p><b>Temporal validation</b>: {escape(temporal_text(result.temporal))}.</p>"
@@ -145,10 +240,7 @@ def comparison_section(result: StudyResult) -> Section:
     failed = ""
     if result.failures:
         failed = "<h3>Failed candidates</h3>" + table(
-            [
-                [f.name, f.reason, ", ".join(map(str, f.rows)) or "—"]
-                for f in result.failures
-            ],
+            [[f.name, f.reason, ", ".join(map(str, f.rows)) or "—"] for f in result.failures],
             ["model", "reason", "table rows named"],
         )
     return Section(
@@ -157,9 +249,88 @@ def comparison_section(result: StudyResult) -> Section:
     )
 
 
+def nested_section(result: StudyResult) -> Section:
+    """Selected model vs whole procedure (nested CV), the optimism, each outer fold's winner."""
+    plan, nested = result.nested_plan, result.nested
+    if nested is None:
+        return Section(
+            "Nested cross-validation",
+            callout(f"Nested cross-validation was not run: {plan.reason}.", kind="note"),
+        )
+    metric = result.spec.selection_metric
+    n_candidates = len(result.spec.model_specs)
+    names = list(_headline(result)) + [
+        name for name in nested.metrics if "@" in name and name in result.best.metrics
+    ]
+    comparison = table(
+        [
+            [
+                name,
+                str(result.best.metrics[name]),
+                str(nested.metrics[name]),
+                str(nested.optimism[name]),
+            ]
+            for name in names
+        ],
+        [
+            "metric",
+            f"selected model ({result.best_name}, cross-validated)",
+            "whole procedure (nested)",
+            "optimism: selected − nested",
+        ],
+    )
+    folds = table(
+        [
+            [
+                f.fold,
+                f.test_rows,
+                f.winner,
+                _number(f.inner_score),
+                _number(f.test_score),
+                ", ".join(f"{label} {risk:.3f}" for label, risk in f.thresholds.items()) or "—",
+            ]
+            for f in nested.folds
+        ],
+        [
+            "outer fold",
+            "test rows",
+            "winner",
+            f"inner {metric}",
+            f"outer-test {metric}",
+            "thresholds",
+        ],
+    )
+    note = (
+        f"<p>The selected model's estimate is the best of {n_candidates} candidates' "
+        "out-of-fold scores on the same folds, so it is optimistic. Nested cross-validation "
+        "repeats the whole procedure inside each of the study's folds: on the outer-training "
+        f"rows only, every candidate is {'searched' if result.spec.budget else 'cross-validated'} "
+        f"on {nested.inner_folds} inner folds, the best by {escape(metric)} is refitted with "
+        "its thresholds fixed on its inner predictions, and it predicts the outer-test rows. "
+        "The pooled outer-test predictions estimate how the procedure does on patients it "
+        "never saw. Optimism is a paired bootstrap over the same resamples; for Brier score, "
+        "log loss and ECE lower is better, so optimism there is negative. "
+        f"Why it ran: {escape(plan.reason)}; it took {nested.seconds:.0f} s.</p>"
+    )
+    failed = ""
+    if nested.failures:
+        failed = "<h3>Candidates that failed inside an outer fold</h3>" + table(
+            [[f.name, f.reason, ", ".join(map(str, f.rows)) or "—"] for f in nested.failures],
+            ["model", "reason", "table rows named"],
+        )
+    return Section(
+        "Nested cross-validation",
+        note + comparison + "<h3>Winner of each outer fold</h3>" + folds + failed,
+    )
+
+
+def _number(value: float) -> str:
+    return "—" if np.isnan(value) else f"{value:.3f}"
+
+
 def _prediction_sets(result: StudyResult) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     sets = {
-        f"{name} (CV)": (result.cohort.y, c.oof_proba[:, 1])
+        f"{name} ({internal_tag(result)})": (result.cohort.y, c.oof_proba[:, 1])
         for name, c in result.candidates.items()
     }
     for h in result.holdouts:
@@ -178,8 +349,13 @@ def curves_section(result: StudyResult) -> Section:
     return Section("Discrimination", body)
 
 
+def _best_internal(result: StudyResult) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    label = f"{result.best_name} ({internal_tag(result)})"
+    return {label: (result.cohort.y, result.best.oof_proba[:, 1])}
+
+
 def calibration_section(result: StudyResult) -> Section:
-    best = {f"{result.best_name} (CV)": (result.cohort.y, result.best.oof_proba[:, 1])}
+    best = _best_internal(result)
     for h in result.holdouts:
         best[f"{result.best_name} ({h.kind})"] = (h.cohort.y, h.proba[:, 1])
     rows = [
@@ -205,7 +381,8 @@ def _metrics_for(result: StudyResult, label: str) -> dict[str, Estimate]:
 
 def thresholds_section(result: StudyResult) -> Section:
     rows = []
-    evaluations = [("CV", result.best.metrics)] + [(h.kind, h.metrics) for h in result.holdouts]
+    evaluations = [(internal_tag(result), result.best.metrics)]
+    evaluations += [(h.kind, h.metrics) for h in result.holdouts]
     for label, risk in result.best.thresholds.items():
         for where, metrics in evaluations:
             rows.append(
@@ -216,7 +393,8 @@ def thresholds_section(result: StudyResult) -> Section:
                 ]
             )
     note = (
-        "<p>Thresholds are fixed on the development (out-of-fold) predictions and applied "
+        "<p>Thresholds are fixed on the development "
+        f"({'validation' if is_fixed(result) else 'out-of-fold'}) predictions and applied "
         "unchanged to hold-out data.</p>"
     )
     return Section(
@@ -238,7 +416,7 @@ def thresholds_section(result: StudyResult) -> Section:
 
 
 def decision_section(result: StudyResult) -> Section:
-    sets = {f"{result.best_name} (CV)": (result.cohort.y, result.best.oof_proba[:, 1])}
+    sets = _best_internal(result)
     for h in result.holdouts:
         sets[f"{result.best_name} ({h.kind})"] = (h.cohort.y, h.proba[:, 1])
     body = (
@@ -266,6 +444,8 @@ def spec_section(result: StudyResult) -> Section:
 def study_sections(result: StudyResult) -> list[Section]:
     """All sections of a study report, in reading order."""
     sections = [summary_section(result), data_quality_section(result), comparison_section(result)]
+    if result.nested_plan is not None:
+        sections.append(nested_section(result))
     if result.search is not None:
         from medpredict.study.search import leaderboard_section
 
@@ -277,6 +457,7 @@ def study_sections(result: StudyResult) -> list[Section]:
             thresholds_section(result),
             decision_section(result),
         ]
+    sections += kind_sections(result)
     if result.trust is not None:
         sections += result.trust.sections
     sections.append(spec_section(result))

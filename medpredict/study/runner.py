@@ -1,10 +1,12 @@
 """The study runner: one flow from a spec to validated, reported, saved models.
 
 ``run_study`` loads and checks the data, cross-validates every candidate model with
-its preprocessing fitted inside each training fold, scores out-of-fold predictions
-with bootstrap confidence intervals, selects a model by the spec's metric, refits it
-on all development data, validates it on any temporal or external hold-out, and
-writes the model directory, ``metrics.json`` and a self-contained HTML report.
+its preprocessing fitted inside each training fold (:mod:`~medpredict.study.candidates`),
+scores out-of-fold predictions with bootstrap confidence intervals, selects a model by
+the spec's metric, refits it on all development data, estimates the whole procedure by
+nested cross-validation when it fits the time allowance (:mod:`~medpredict.study.nested`),
+validates the model on any temporal or external hold-out, and writes the model
+directory, ``metrics.json`` and a self-contained HTML report.
 
 Examples
 --------
@@ -13,235 +15,122 @@ Examples
 ...     "positive_class": "Yes", "models": ["logistic_regression"], "bootstrap": 50,
 ...     "output_dir": "/tmp/medpredict-doc"})
 >>> result = run_study(spec, quiet=True)
->>> round(result.best.metrics["auroc"].value, 2) > 0.75
-True
+>>> round(result.best.metrics["auroc"].value, 2) > 0.75, result.nested.folds[0].winner
+(True, 'logistic_regression')
 """
 
 from __future__ import annotations
 
 import time
-import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import ClassifierMixin, clone
 
+from medpredict.data.checks import check_columns_present
 from medpredict.data.cohort import Cohort, build_cohort, build_external, load_table
 from medpredict.data.errors import DataError
 from medpredict.data.loading import frame_sha256, read_table
-from medpredict.encoders.tabular import build_preprocessor, standard_pipeline
-from medpredict.evaluation.bootstrap import Estimate, bootstrap, bootstrap_weighted
-from medpredict.evaluation.metrics import (
-    HIGHER_IS_BETTER,
-    SEPARATION_UNDEFINED,
-    multiclass_metrics,
-    recalibration_fit,
-    separates_perfectly,
-    threshold_for_sensitivity,
-    threshold_for_specificity,
-)
 from medpredict.evaluation.splits import (
     Fold,
+    assert_patient_disjoint,
     in_table_rows,
     internal_folds,
+    leave_one_patient_out,
     site_folds,
     temporal_boundary,
     temporal_split,
 )
-from medpredict.evaluation.weighted import BinaryScorer
-from medpredict.models.ensembles import fit_member
-from medpredict.models.registry import check_model_names, make_model, takes_raw_input
+from medpredict.models.registry import check_model_names
 from medpredict.progress import StudyProgress
-from medpredict.spec import ModelSpec, StudySpec
+from medpredict.spec import StudySpec
+from medpredict.study.candidates import (
+    all_failed,
+    announce,
+    candidate_result,
+    cross_validated_candidates,
+    paired_deltas,
+    ranked,
+    refit_best,
+    searched_candidates,
+)
+from medpredict.study.nested import nested_cross_validate, plan_nested
 from medpredict.study.outputs import assess_trust, write_outputs, write_progress
 from medpredict.study.results import (
     CandidateFailure,
     CandidateResult,
-    CandidatesFailedError,
-    CandidateWarning,
-    FoldError,
     HoldoutResult,
-    NotMeaningful,
+    NestedPlan,
     StudyResult,
+)
+from medpredict.study.search import SearchResult
+from medpredict.study.validation import (
+    CrossValidation,
+    cohort_rows,
+    fixed_split,
+    mark_separation,
+    on_rows,
+    score_with_ci,
+    scored_cohort,
+    scored_rows,
+)
+
+NOT_NESTED_FIXED = (
+    "validation.scheme 'fixed' scores one validation split, so there are no folds to "
+    "nest the selection in; the test rows, scored once, estimate the selected model"
 )
 
 
-def build_pipeline(cohort: Cohort, model: ModelSpec, spec: StudySpec) -> ClassifierMixin:
-    """Preprocessing + model, or the model alone when it takes raw features."""
-    class_weight = None if spec.class_weight == "none" else spec.class_weight
-    estimator = make_model(
-        model.name,
-        seed=spec.seed,
-        class_weight=class_weight,
-        n_samples=len(cohort.y),
-        **model.params,
-    )
-    if takes_raw_input(model.name):
-        return estimator
-    return standard_pipeline(cohort.schema, estimator, spec.seed)
-
-
-def operating_thresholds(spec: StudySpec, y: np.ndarray, risk: np.ndarray) -> dict[str, float]:
-    """Turn the spec's operating points into risk thresholds on development predictions."""
-    out = {}
-    for t in spec.thresholds:
-        if t.risk is not None:
-            out[t.label] = t.risk
-        elif t.sensitivity is not None:
-            out[t.label] = threshold_for_sensitivity(y, risk, t.sensitivity)
-        else:
-            out[t.label] = threshold_for_specificity(y, risk, t.specificity)
-    return out
-
-
-def _subset(cohort: Cohort, rows: np.ndarray) -> Cohort:
-    def take(value: Any) -> Any:
-        if value is None:
-            return None
-        if isinstance(value, pd.DataFrame | pd.Series):
-            return value.iloc[rows].reset_index(drop=True)
-        return value[rows]
-
-    return Cohort(
-        X=take(cohort.X),
-        y=cohort.y[rows],
-        classes=cohort.classes,
-        schema=cohort.schema,
-        quality=cohort.quality,
-        groups=take(cohort.groups),
-        times=take(cohort.times),
-        sites=take(cohort.sites),
-        sensitive=take(cohort.sensitive),
-        row_numbers=cohort.row_numbers[rows],
-    )
-
-
-def cross_validate(
-    pipeline: ClassifierMixin,
-    cohort: Cohort,
-    folds: list[Fold],
-    n_classes: int,
-    on_fold: Callable[[], None] = lambda: None,
-) -> tuple[np.ndarray, list[Any], float]:
-    """Out-of-fold probabilities; each fold's pipeline is fitted on its training rows only.
-
-    Models whose ``fit`` accepts ``groups`` (the ensembles' inner folds) get the training
-    rows' patient ids, so no level of a nested model splits a patient.
-    """
-    oof = np.full((len(cohort.y), n_classes), np.nan)
-    fitted, seconds = [], 0.0
-    for k, (train, test) in enumerate(folds):
-        estimator = clone(pipeline)
-        start = time.perf_counter()
-        groups = None if cohort.groups is None else cohort.groups[train]
-        where = f"fold {k + 1} of {len(folds)}"
-        with _table_rows(f"{where}, training", cohort.row_numbers[train]):
-            fit_member(estimator, cohort.X.iloc[train], cohort.y[train], groups)
-        seconds += time.perf_counter() - start
-        with _table_rows(f"{where}, predicting", cohort.row_numbers[test]):
-            oof[test] = estimator.predict_proba(cohort.X.iloc[test])
-        fitted.append(estimator)
-        on_fold()
-    return oof, fitted, seconds
-
-
-@contextmanager
-def _table_rows(where: str, row_numbers: np.ndarray) -> Iterator[None]:
-    """Re-raise an error as :class:`FoldError` naming ``where`` and the table rows."""
-    try:
-        yield
-    except FoldError:
-        raise
-    except Exception as err:
-        message, rows = in_table_rows(str(err), row_numbers)
-        raise FoldError(f"{where}: {type(err).__name__}: {message}", rows) from err
-
-
-def score_with_ci(
-    spec: StudySpec,
-    y: np.ndarray,
-    proba: np.ndarray,
-    thresholds: dict[str, float] | None = None,
-    groups: np.ndarray | None = None,
-) -> dict[str, Estimate]:
-    """Bootstrap CIs for every metric.
-
-    Rows are ordered by risk first; binary metrics score each resample as row counts
-    on those ordered rows (:class:`BinaryScorer`), which keeps large tables fast.
-    """
-    order = np.argsort(-proba[:, -1], kind="stable")
-    y, proba = y[order], proba[order]
-    groups = None if groups is None else groups[order]
-    if spec.task != "binary":
-        return bootstrap(
-            multiclass_metrics, y, proba, n_boot=spec.bootstrap, seed=spec.seed, groups=groups
-        )
-    scorer = BinaryScorer(y, proba[:, 1], thresholds, recalibration_fit(y, proba[:, 1]))
-    return bootstrap_weighted(scorer, y, n_boot=spec.bootstrap, seed=spec.seed, groups=groups)
-
-
-def _ranked(candidates: dict[str, CandidateResult], metric: str) -> list[str]:
-    """Candidate names, best first by ``metric``."""
-    sign = 1 if HIGHER_IS_BETTER.get(metric, True) else -1
-    return sorted(candidates, key=lambda n: -sign * candidates[n].metrics[metric].value)
-
-
-def _paired_deltas(
-    spec: StudySpec,
-    development: Cohort,
-    candidates: dict[str, CandidateResult],
-    best: str,
-) -> None:
-    """Bootstrap CI of (best - candidate) on the selection metric, same resamples."""
-    metric = spec.selection_metric
-    if spec.task == "binary":
-
-        def scorer(proba: np.ndarray) -> Callable[[np.ndarray | None], float]:
-            score = BinaryScorer(development.y, proba[:, 1])
-            if metric in ("auroc", "auprc"):
-                return lambda counts: score.ranking(counts)[metric]
-            return lambda counts: score(counts)[metric]
-    else:
-
-        def scorer(proba: np.ndarray) -> Callable[[np.ndarray | None], float]:
-            rows = np.arange(len(development.y))
-
-            def score(counts: np.ndarray | None) -> float:
-                idx = rows if counts is None else np.repeat(rows, counts)
-                return multiclass_metrics(development.y[idx], proba[idx])[metric]
-
-            return score
-
-    best_score = scorer(candidates[best].oof_proba)
-    others = {name: scorer(c.oof_proba) for name, c in candidates.items() if name != best}
-
-    def deltas(counts: np.ndarray | None) -> dict[str, float]:
-        reference = best_score(counts)
-        return {name: reference - score(counts) for name, score in others.items()}
-
-    estimates = bootstrap_weighted(
-        deltas, development.y, n_boot=spec.bootstrap, seed=spec.seed, groups=development.groups
-    )
-    for name, estimate in estimates.items():
-        candidates[name].delta_vs_best = estimate
-
-
-def _partition(cohort: Cohort, spec: StudySpec) -> tuple[Cohort, list[Fold], Cohort | None]:
-    temporal = None
+def _partition(
+    cohort: Cohort, spec: StudySpec, frame: pd.DataFrame
+) -> tuple[Cohort, list[Fold], dict[str, Cohort]]:
+    """Development rows, their folds, and the hold-outs by kind (``temporal``, ``test``)."""
+    held: dict[str, Cohort] = {}
     development = cohort
-    if spec.validation.scheme == "temporal":
+    scheme = spec.validation.scheme
+    if scheme == "temporal":
         dev_rows, later_rows = temporal_split(
             cohort.times, spec.validation.temporal_cutoff, spec.validation.temporal_fraction
         )
-        development, temporal = _subset(cohort, dev_rows), _subset(cohort, later_rows)
-    if spec.validation.scheme == "site":
+        development = cohort_rows(cohort, dev_rows)
+        held["temporal"] = cohort_rows(cohort, later_rows)
+    if scheme == "fixed":
+        values = frame[spec.validation.split_column].to_numpy()[cohort.row_numbers - 1]
+        (train, validation), test = fixed_split(
+            values, spec.validation, cohort.groups, cohort.row_numbers
+        )
+        dev_rows = np.sort(np.concatenate([train, validation]))
+        development = cohort_rows(cohort, dev_rows)
+        is_train = np.isin(dev_rows, train)
+        folds = [(np.flatnonzero(is_train), np.flatnonzero(~is_train))]
+        if test.size:
+            held["test"] = cohort_rows(cohort, test)
+    elif scheme == "site":
         folds = site_folds(development.y, development.sites)
+    elif scheme == "leave_one_patient_out":
+        folds = _patient_folds(development.groups)
     else:
         folds = internal_folds(development.y, development.groups, spec.validation.folds, spec.seed)
-    return development, folds, temporal
+    return development, folds, held
+
+
+def _without_split_column(frame: pd.DataFrame, spec: StudySpec) -> pd.DataFrame:
+    """The table without the fixed scheme's split column, which is never a feature."""
+    column = spec.validation.split_column
+    if spec.validation.scheme != "fixed" or column is None:
+        return frame
+    check_columns_present(frame, [column], "validation.split_column")
+    return frame.drop(columns=[column])
+
+
+def _patient_folds(groups: np.ndarray) -> list[Fold]:
+    """Leave-one-patient-out folds, checked patient-disjoint."""
+    if np.unique(groups).size < 2:
+        raise DataError("leave_one_patient_out validation needs at least two patients")
+    folds = leave_one_patient_out(groups)
+    assert_patient_disjoint(folds, groups)
+    return folds
 
 
 def _resolve_cutoff(spec: StudySpec, cohort: Cohort) -> StudySpec:
@@ -294,25 +183,6 @@ def _check_leaky_columns(spec: StudySpec, cohort: Cohort) -> list[str]:
     return list(cohort.quality.leaky_columns)
 
 
-def _mark_separation(
-    metrics: dict[str, Estimate], y: np.ndarray, proba: np.ndarray, kept_leaky: list[str]
-) -> dict[str, Estimate]:
-    """Replace the calibration metrics perfect separation makes meaningless."""
-    if proba.shape[1] != 2:
-        return metrics
-    if separates_perfectly(y, proba[:, 1]):
-        reason = "the predictions separate the classes perfectly"
-    elif kept_leaky:
-        reason = f"kept leaky column(s) {', '.join(kept_leaky)}"
-    else:
-        return metrics
-    nan = float("nan")
-    return {
-        k: NotMeaningful(nan, nan, nan, reason) if k in SEPARATION_UNDEFINED else v
-        for k, v in metrics.items()
-    }
-
-
 def _score_holdout(
     kind: str,
     holdout: Cohort,
@@ -327,142 +197,63 @@ def _score_holdout(
         message, _ = in_table_rows(str(err), holdout.row_numbers)
         raise DataError(f"{kind} validation: {message}") from err
     metrics = score_with_ci(spec, holdout.y, proba, thresholds, holdout.groups)
-    metrics = _mark_separation(metrics, holdout.y, proba, kept_leaky)
+    metrics = mark_separation(metrics, holdout.y, proba, kept_leaky)
     return HoldoutResult(kind=kind, cohort=holdout, proba=proba, metrics=metrics)
 
 
-def _scored(
-    spec: StudySpec,
-    development: Cohort,
-    name: str,
-    estimator: Any,
-    oof: np.ndarray,
-    seconds: float,
-    fitted: list[Any],
-    kept_leaky: list[str],
-) -> CandidateResult:
-    thresholds = (
-        operating_thresholds(spec, development.y, oof[:, 1]) if spec.task == "binary" else {}
-    )
-    metrics = score_with_ci(spec, development.y, oof, thresholds, development.groups)
-    metrics = _mark_separation(metrics, development.y, oof, kept_leaky)
-    return CandidateResult(name, estimator, oof, metrics, thresholds, seconds, fitted)
-
-
-def _searched_candidates(
-    spec: StudySpec, development: Cohort, folds: list[Fold], quiet: bool, kept_leaky: list[str]
-) -> tuple[dict[str, CandidateResult], list[CandidateFailure], Any]:
-    """Budgeted hyperparameter search; each candidate keeps its best trial."""
-    from medpredict.study.search import SearchFailedError, search
-
-    try:
-        searched = search(
-            [m.name for m in spec.model_specs],
-            development.X,
-            development.y,
-            groups=development.groups,
-            cv=folds,
-            budget=spec.budget,
-            metric=spec.selection_metric,
-            seed=spec.seed,
-            class_weight=None if spec.class_weight == "none" else spec.class_weight,
-            preprocessor=build_preprocessor(development.schema, spec.seed),
-            n_boot=min(spec.bootstrap, 500),
-            quiet=quiet,
-            row_numbers=development.row_numbers,
-        )
-    except SearchFailedError as err:
-        raise _all_failed(spec, [_searched_failure(f) for f in err.failures]) from None
-    failures = [_searched_failure(f) for f in searched.failures]
-    candidates = {
-        row.name: _scored(
-            spec,
-            development,
-            row.name,
-            searched._build(row.name, row.params),
-            row.oof_proba,
-            row.seconds,
-            [],
-            kept_leaky,
-        )
-        for row in searched.leaderboard
-    }
-    return candidates, failures, searched
-
-
-def _searched_failure(failure: CandidateFailure) -> CandidateFailure:
-    return _announced(CandidateFailure(failure.name, f"search: {failure.reason}", failure.rows))
-
-
-def _failure(name: str, err: Exception, stage: str) -> CandidateFailure:
-    """The failure of candidate ``name`` at ``stage``, announced."""
-    rows = err.rows if isinstance(err, FoldError) else []
-    reason = str(err) if isinstance(err, FoldError) else f"{type(err).__name__}: {err}"
-    return _announced(CandidateFailure(name, f"{stage}: {reason}", rows))
-
-
-def _announced(failure: CandidateFailure) -> CandidateFailure:
-    warnings.warn(
-        f"candidate {failure.name} failed and was left out ({failure.reason})",
-        CandidateWarning,
-        stacklevel=4,
-    )
-    return failure
-
-
-def _cross_validated_candidates(
+def _compare(
     spec: StudySpec,
     development: Cohort,
     folds: list[Fold],
     progress: StudyProgress,
     kept_leaky: list[str],
     on_candidate: Callable[[dict[str, CandidateResult], list[CandidateFailure]], None],
-) -> tuple[dict[str, CandidateResult], list[CandidateFailure]]:
-    """Every candidate's out-of-fold results; one that fails is recorded, not fatal."""
-    candidates: dict[str, CandidateResult] = {}
-    failures: list[CandidateFailure] = []
-    n_classes = len(development.classes)
-    for model in spec.model_specs:
-        try:
-            pipeline = build_pipeline(development, model, spec)
-            task = progress.stage(f"cross-validating {model.name}", total=len(folds))
-            oof, fitted, seconds = cross_validate(
-                pipeline, development, folds, n_classes, on_fold=lambda t=task: progress.advance(t)
-            )
-            progress.stage(f"bootstrapping {model.name}", total=None)
-            candidates[model.name] = _scored(
-                spec, development, model.name, pipeline, oof, seconds, fitted, kept_leaky
-            )
-        except Exception as err:  # reported with the others' results
-            failures.append(_failure(model.name, err, "cross-validation"))
-        on_candidate(candidates, failures)
-    return candidates, failures
+) -> tuple[dict[str, CandidateResult], list[CandidateFailure], SearchResult | None]:
+    """Every candidate scored with CIs on the study's folds (searched when budgeted).
+
+    Candidates are scored on the rows the folds predict (every row, or the fixed
+    scheme's validation rows).
+    """
+    scored = scored_rows(folds, len(development.y))
+    evaluated = scored_cohort(development, scored)
+
+    def score(name: str, estimator: Any, run: CrossValidation) -> CandidateResult:
+        progress.stage(f"bootstrapping {name}", total=None)
+        return candidate_result(spec, evaluated, name, estimator, on_rows(run, scored), kept_leaky)
+
+    if spec.budget:
+        n_boot = min(spec.bootstrap, 500)
+        return searched_candidates(spec, development, folds, score, progress, n_boot)
+
+    def start(name: str, n_folds: int) -> Callable[[], None]:
+        task = progress.stage(f"cross-validating {name}", total=n_folds)
+        return lambda: progress.advance(task)
+
+    candidates, failures = cross_validated_candidates(
+        spec, development, folds, score, start, on_candidate
+    )
+    return candidates, failures, None
 
 
-def _refit_best(
+def _select(
     spec: StudySpec,
     development: Cohort,
     candidates: dict[str, CandidateResult],
     failures: list[CandidateFailure],
     progress: StudyProgress,
 ) -> tuple[str, Any]:
-    """Refit the best candidate on all development data, the next one if that fails."""
-    for name in _ranked(candidates, spec.selection_metric):
-        progress.stage(f"refitting {name} on all development data", total=None)
-        try:
-            with _table_rows("all development data", development.row_numbers):
-                model = clone(candidates[name].estimator)
-                return name, fit_member(model, development.X, development.y, development.groups)
-        except Exception as err:  # the next-best candidate is tried
-            failures.append(_failure(name, err, "refit"))
-    raise _all_failed(spec, failures)
-
-
-def _all_failed(spec: StudySpec, failures: list[CandidateFailure]) -> CandidatesFailedError:
-    listed = "; ".join(f"{f.name}: {f.reason}" for f in failures)
-    return CandidatesFailedError(
-        f"study {spec.name!r}: no candidate model could be evaluated ({listed})"
-    )
+    """The best candidate by the selection metric, refitted on all development data."""
+    metric = spec.selection_metric
+    order = ranked({name: c.metrics[metric].value for name, c in candidates.items()}, metric)
+    estimators = {name: c.estimator for name, c in candidates.items()}
+    progress.stage("refitting the best candidate on all development data", total=None)
+    known = len(failures)
+    try:
+        best, final_model, _ = refit_best(spec, development, order, estimators, failures)
+    finally:
+        for failure in failures[known:]:
+            announce(failure)
+    return best, final_model
 
 
 def run_study(spec: StudySpec, quiet: bool = False, save: bool = True) -> StudyResult:
@@ -471,40 +262,54 @@ def run_study(spec: StudySpec, quiet: bool = False, save: bool = True) -> StudyR
     A candidate that fails is left out with a :class:`CandidateWarning` and listed in
     ``StudyResult.failures`` (and the report); the study selects among the others and
     raises :class:`CandidatesFailedError` only when every candidate failed.
+    ``validation.nested`` decides whether ``StudyResult.nested`` holds the nested
+    cross-validation of the whole procedure; ``StudyResult.nested_plan`` says why.
+    With ``validation.scheme: fixed`` the folds are one fold (training rows, validation
+    rows): candidates are scored on the validation rows, which ``StudyResult.cohort``
+    then holds, the selected model is refitted on both, and the test rows are the
+    ``test`` hold-out.
     """
     started = time.perf_counter()
     check_model_names([m.name for m in spec.model_specs])
     frame = load_table(spec)
-    cohort = build_cohort(frame, spec)
+    cohort = build_cohort(_without_split_column(frame, spec), spec)
     kept_leaky = _check_leaky_columns(spec, cohort)
     spec = _resolve_cutoff(spec, cohort)
-    development, folds, temporal = _partition(cohort, spec)
+    development, folds, held = _partition(cohort, spec, frame)
+    scored = scored_rows(folds, len(development.y))
+    evaluated = scored_cohort(development, scored)
 
     def record(candidates: dict[str, CandidateResult], failures: list[CandidateFailure]) -> None:
         if save:
             write_progress(spec, candidates, failures)
 
-    searched = None
     with StudyProgress(quiet=quiet) as progress:
-        if spec.budget:
-            candidates, failures, searched = _searched_candidates(
-                spec, development, folds, quiet, kept_leaky
-            )
-        else:
-            candidates, failures = _cross_validated_candidates(
-                spec, development, folds, progress, kept_leaky, record
-            )
+        compared = time.perf_counter()
+        candidates, failures, searched = _compare(
+            spec, development, folds, progress, kept_leaky, record
+        )
+        comparison_seconds = time.perf_counter() - compared
+        for failure in failures:
+            announce(failure)
         if not candidates:
-            raise _all_failed(spec, failures)
-        best, final_model = _refit_best(spec, development, candidates, failures, progress)
-        _paired_deltas(spec, development, candidates, best)
+            raise all_failed(spec, failures)
+        best, final_model = _select(spec, development, candidates, failures, progress)
+        paired_deltas(spec, evaluated, candidates, best)
+        plan = (
+            plan_nested(spec, len(folds), comparison_seconds, len(spec.model_specs))
+            if scored is None
+            else NestedPlan(False, NOT_NESTED_FIXED)
+        )
+        nested = None
+        if plan.run:
+            nested = nested_cross_validate(
+                spec, development, folds, candidates[best], progress, kept_leaky
+            )
 
         holdouts = []
         thresholds = candidates[best].thresholds
-        if temporal is not None:
-            holdouts.append(
-                _score_holdout("temporal", temporal, final_model, spec, thresholds, kept_leaky)
-            )
+        for kind, rows in held.items():
+            holdouts.append(_score_holdout(kind, rows, final_model, spec, thresholds, kept_leaky))
         if spec.validation.external is not None:
             external = build_external(read_table(spec.validation.external), spec, cohort)
             holdouts.append(
@@ -513,7 +318,7 @@ def run_study(spec: StudySpec, quiet: bool = False, save: bool = True) -> StudyR
 
     result = StudyResult(
         spec=spec,
-        cohort=development,
+        cohort=evaluated,
         folds=folds,
         candidates=candidates,
         best_name=best,
@@ -523,8 +328,11 @@ def run_study(spec: StudySpec, quiet: bool = False, save: bool = True) -> StudyR
         seconds=0.0,
         search=searched,
         failures=failures,
-        temporal=temporal_summary(spec, development, temporal),
+        temporal=temporal_summary(spec, development, held.get("temporal")),
+        nested=nested,
+        nested_plan=plan,
     )
+
     with StudyProgress(quiet=quiet) as progress:
         progress.stage("explanations, fairness, conformal sets, model card", total=None)
         result.trust = assess_trust(result)

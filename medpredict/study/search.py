@@ -3,9 +3,10 @@
 :func:`search` spends a wall-time budget (``"10m"``, ``"90s"``) on cross-validated
 trials. The first trial of every candidate uses its registered defaults; after that
 Optuna's TPE sampler chooses the model and its hyperparameters. A trial that would
-overrun the budget is stopped between folds and discarded. Every trial fits each
-fold's model on that fold's training rows only (inner early stopping and stacking
-included).
+overrun the budget is stopped between folds and discarded. Every trial runs the
+study's cross-validation loop (:func:`medpredict.study.validation.cross_validate`),
+which fits each fold's model on that fold's training rows only (inner early stopping
+and stacking included) and names the table rows in an error raised inside a fold.
 
 The leaderboard holds each candidate's best trial: the selection metric and Brier
 score with bootstrap 95% CIs from its out-of-fold predictions, the trials run and
@@ -16,7 +17,7 @@ Examples
 --------
 >>> from sklearn.datasets import load_breast_cancer
 >>> X, y = load_breast_cancer(return_X_y=True, as_frame=True)
->>> result = search(["logistic_regression"], X, y, budget="20s", cv=3, n_boot=50, quiet=True)
+>>> result = search(["logistic_regression"], X, y, budget="2s", cv=3, n_boot=50, quiet=True)
 >>> result.best.name, result.best.metric.value > 0.98
 ('logistic_regression', True)
 """
@@ -26,25 +27,24 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import optuna
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from sklearn.base import clone
 
 from medpredict.evaluation.bootstrap import Estimate, bootstrap
 from medpredict.evaluation.metrics import auroc, average_precision, brier, multiclass_metrics
-from medpredict.evaluation.splits import in_table_rows
-from medpredict.models.ensembles import aligned_proba, fit_member, inner_folds, take_rows
-from medpredict.models.hybrid import raw_member
+from medpredict.evaluation.splits import Fold, internal_folds
+from medpredict.models.registry import raw_member
+from medpredict.progress import StudyProgress
 from medpredict.report.html import Section, callout, table
-from medpredict.study.results import CandidateFailure
+from medpredict.study.results import CandidateFailure, FoldError
+from medpredict.study.validation import cross_validate
 
 SearchSpace = Callable[[optuna.Trial], dict[str, Any]]
-Fold = tuple[np.ndarray, np.ndarray]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 
@@ -185,11 +185,11 @@ def _scorer(metric: str, n_classes: int) -> Callable[[np.ndarray, np.ndarray], f
     return lambda y, proba: binary(y, proba[:, 1])
 
 
-def _folds(
+def _as_folds(
     cv: int | Sequence[Fold] | Any, X: Any, y_index: np.ndarray, groups: Any, seed: int
 ) -> list[Fold]:
     if isinstance(cv, int):
-        return inner_folds(y_index, groups, cv, seed)
+        return internal_folds(y_index, groups, cv, seed)
     if hasattr(cv, "split"):
         return list(cv.split(X, y_index, groups))
     return [(np.asarray(train), np.asarray(test)) for train, test in cv]
@@ -210,6 +210,7 @@ def search(
     quiet: bool = False,
     console: Console | None = None,
     row_numbers: np.ndarray | None = None,
+    progress: StudyProgress | None = None,
 ) -> SearchResult:
     """Search models and hyperparameters within a wall-time budget.
 
@@ -233,6 +234,8 @@ def search(
     console : where the progress bar is drawn (default standard error).
     row_numbers : the table row of each row of ``X``, for the rows that errors raised
         inside a fold name (default: 1-based positions in ``X``).
+    progress : the study's progress display, to draw the search as one of its stages
+        (``quiet`` and ``console`` then do not apply).
 
     A candidate whose default trial raises is left out of the search and listed in
     ``SearchResult.failures``; a tuned trial that raises is discarded.
@@ -249,11 +252,10 @@ def search(
     y = np.asarray(y)
     classes, y_index = np.unique(y, return_inverse=True)
     groups_array = None if groups is None else np.asarray(groups)
-    folds = _folds(cv, X, y_index, groups_array, seed)
+    folds = _as_folds(cv, X, y_index, groups_array, seed)
     score = _scorer(metric, classes.size)
     sign = -1.0 if metric in _LOWER_IS_BETTER else 1.0
     n_samples = len(y)
-    labels = np.arange(1, n_samples + 1) if row_numbers is None else np.asarray(row_numbers)
     failures: dict[str, CandidateFailure] = {}
 
     def build(name: str, params: dict[str, Any]) -> Any:
@@ -265,21 +267,14 @@ def search(
     oof_by_trial: dict[int, np.ndarray] = {}
     durations: dict[str, list[float]] = {name: [] for name in candidates}  # finished trials
     spent = dict.fromkeys(candidates, 0.0)  # all trials, finished or stopped
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TimeElapsedColumn(),
-        TextColumn(f"of {seconds:.0f}s"),
-        console=console or Console(stderr=True),
-        disable=quiet,
-    )
-    task = progress.add_task("searching", total=seconds)
+    display = nullcontext(progress)
+    if progress is None:
+        progress = StudyProgress(quiet=quiet, console=console)
+        display = progress
+    task = progress.stage("searching", total=seconds, unit="s of the budget")
 
     def tick(text: str) -> None:
-        progress.update(
-            task, completed=min(seconds, time.perf_counter() - started), description=text
-        )
+        progress.update(task, min(seconds, time.perf_counter() - started), text)
 
     def objective(trial: optuna.Trial) -> float:
         name = trial.suggest_categorical("model", list(candidates))
@@ -292,31 +287,33 @@ def search(
         if known and time.perf_counter() + min(known) > deadline:
             raise optuna.TrialPruned("not enough budget left for this candidate")
         estimator = build(name, params)
-        proba = np.zeros((len(y), classes.size))
         trial_start = time.perf_counter()
+
+        def before_fold(k: int) -> None:
+            if time.perf_counter() > deadline:
+                raise optuna.TrialPruned("the budget ran out during this trial")
+            tick(f"trial {trial.number}: {name} fold {k + 1}/{len(folds)}")
+
         try:
-            for k, (train, test) in enumerate(folds):
-                if time.perf_counter() > deadline:
-                    raise optuna.TrialPruned("the budget ran out during this trial")
-                tick(f"trial {trial.number}: {name} fold {k + 1}/{len(folds)}")
-                sub_groups = None if groups_array is None else groups_array[train]
-                rows = train
-                fitted = fit_member(clone(estimator), take_rows(X, train), y[train], sub_groups)
-                rows = test
-                proba[test] = aligned_proba(fitted, take_rows(X, test), classes)
-        except optuna.TrialPruned:
-            raise
-        except Exception as err:  # the candidate is reported, the search goes on
+            run = cross_validate(
+                estimator,
+                X,
+                y_index,
+                folds,
+                classes.size,
+                groups_array,
+                row_numbers,
+                before_fold=before_fold,
+            )
+        except FoldError as err:  # the candidate is reported, the search goes on
             if trial.user_attrs.get("defaults"):
-                message, named = in_table_rows(str(err), labels[rows])
-                reason = f"fold {k + 1} of {len(folds)}: {type(err).__name__}: {message}"
-                failures[name] = CandidateFailure(name, reason, named)
-            raise optuna.TrialPruned(f"{name} raised {type(err).__name__}") from err
+                failures[name] = CandidateFailure(name, str(err), err.rows)
+            raise optuna.TrialPruned(f"{name} failed: {err}") from err
         finally:
             spent[name] += time.perf_counter() - trial_start
         durations[name].append(time.perf_counter() - trial_start)
-        oof_by_trial[trial.number] = proba
-        return sign * score(y_index, proba)
+        oof_by_trial[trial.number] = run.oof
+        return sign * score(y_index, run.oof)
 
     def stop_when_spent(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         best = _best_text(study, metric, sign)
@@ -332,7 +329,7 @@ def search(
         study = optuna.create_study(direction="maximize", sampler=sampler)
         for name in candidates:
             study.enqueue_trial({"model": name}, user_attrs={"defaults": True})
-        with progress:
+        with display:
             study.optimize(
                 objective,
                 timeout=seconds,
