@@ -28,10 +28,12 @@ from medpredict.imaging.encoder import PretrainedImageEncoder
 from medpredict.imaging.ensemble import AveragedImageModels, network_weights
 from medpredict.imaging.gradcam import grad_cam, gradcam_section
 from medpredict.imaging.models import image_cnn
-from medpredict.imaging.study import run_image_study
+from medpredict.imaging.study_spec import write_image_study
 from medpredict.imaging.transfer import ImageTransferClassifier
 from medpredict.models import make_model
 from medpredict.settings import require_data
+from medpredict.spec import load_spec
+from medpredict.study import run_study
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -238,29 +240,35 @@ def test_registered_image_model_reads_reference_column(breast):
 
 
 def test_image_study_end_to_end(tmp_path, breast, small):
+    """An image study is a study spec: fixed splits, selection on validation, test hold-out."""
     train, val = small
     test = breast["test"].subset(range(40))
-    candidates = {
-        "probe": make_pipeline(
-            PretrainedImageEncoder(image_size=32),
-            StandardScaler(),
-            LogisticRegression(C=0.01, max_iter=2000),
-        ),
-        "cnn": ImageTransferClassifier("small_cnn", max_epochs=2, batch_size=16),
-    }
-    result = run_image_study(
-        train, test, candidates, tmp_path, val=val, n_boot=50, gradcam_samples=2
+    models = [
+        {"name": "probe", "params": {"cnn__image_size": 32}},
+        {"name": "cnn", "params": {"max_epochs": 2, "batch_size": 16}},
+    ]
+    path = write_image_study(
+        tmp_path, {"train": train, "val": val, "test": test}, models, bootstrap=50
     )
-    best = max(result.candidates.values(), key=lambda c: c.val_metrics["auroc"].value)
-    assert result.best_name == best.name
+    result = run_study(load_spec(path), quiet=True)
+    auroc = {name: c.metrics["auroc"].value for name, c in result.candidates.items()}
+    assert result.best_name == max(auroc, key=auroc.get)
+    assert all(len(c.oof_proba) == len(val) for c in result.candidates.values())
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert set(metrics["candidates"]) == {"probe", "cnn"} and metrics["positive_label"] == "0"
-    auc = metrics["candidates"]["probe"]["test"]["auroc"]
+    assert set(metrics["candidates"]) == {"probe", "cnn"}
+    assert metrics["holdouts"]["test"]["rows"] == len(test)
+    auc = metrics["holdouts"]["test"]["metrics"]["auroc"]
     assert auc["low"] <= auc["value"] <= auc["high"]
     page = (tmp_path / "report.html").read_text()
-    assert "Grad-CAM" in page and "malignant" in page
+    assert f"Grad-CAM of {result.best_name} (test images)" in page and "malignant" in page
+    assert "Correct predictions" in page
     loaded = load_model(tmp_path / "model")
-    assert loaded.metadata.positive_class == "0" and loaded.metadata.model == best.name
+    assert loaded.metadata.positive_class == "0" and loaded.metadata.model == result.best_name
+    assert loaded.metadata.training_rows == len(train) + len(val)
+    assert {"conformal.skops", "model_card.json", "model_card.md"} <= set(
+        json.loads((tmp_path / "model" / "MANIFEST.json").read_text())["files"]
+    )
+    (holdout,) = result.holdouts
     np.testing.assert_allclose(
-        loaded.estimator.predict_proba(test.images), best.test_proba, rtol=1e-6
+        loaded.estimator.predict_proba(test.frame()[["image"]]), holdout.proba, rtol=1e-6
     )

@@ -1,5 +1,6 @@
 """Medical imaging: cohorts (PNG/JPEG, DICOM, MedMNIST), pretrained CNN backbones, transfer
-learning, hybrid probes on CNN embeddings, Grad-CAM, and an end-to-end image study.
+learning, hybrid probes on CNN embeddings, Grad-CAM, and image studies as study specs
+(``medpredict image-study`` writes the spec; the study runner runs it).
 
 Examples
 --------
@@ -20,14 +21,13 @@ from medpredict.imaging.cohort import (
 from medpredict.imaging.encoder import PretrainedImageEncoder
 from medpredict.imaging.gradcam import grad_cam, gradcam_section
 from medpredict.imaging.loader import ImageLoader
-from medpredict.imaging.study import ImageStudyResult, run_image_study
+from medpredict.imaging.study_spec import split_table, write_image_study
 from medpredict.imaging.transfer import ImageTransferClassifier
 
 __all__ = [
     "ImageCohort",
     "ImageDataError",
     "ImageLoader",
-    "ImageStudyResult",
     "ImageTransferClassifier",
     "PretrainedImageEncoder",
     "build_backbone",
@@ -39,5 +39,6 @@ __all__ = [
     "read_dicom",
     "read_image",
     "read_state_dict",
-    "run_image_study",
+    "split_table",
+    "write_image_study",
 ]

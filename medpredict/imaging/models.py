@@ -15,6 +15,12 @@ network on the pixels:
 
 Parameters in the spec go to :class:`~medpredict.imaging.transfer.ImageTransferClassifier`,
 except ``image_column``, ``image_root`` and ``image_size_on_load``, which configure the loader.
+
+The ready-made candidates of :mod:`~medpredict.imaging.recipes` are registered under their
+own names (``probe``, ``probe_finetune``, ``finetune``, ``cnn``, ...) with the same defaults
+and seeds, behind the same loader. Their spec parameters (besides the loader's three) are
+the recipe's own, by scikit-learn name, e.g. ``{cnn__image_size: 32}`` for ``probe`` or
+``{max_epochs: 5}`` for ``cnn``; ``class_weight: balanced`` reaches every part that has one.
 The hybrid probe needs no registration: a column of kind ``image`` is encoded by
 :func:`image_encoder` (standardised pretrained CNN embeddings), so every classical model
 (logistic regression, SVM, LightGBM, ...) becomes a classical head on CNN features.
@@ -24,34 +30,72 @@ Examples
 >>> from medpredict.models import make_model
 >>> make_model("image_cnn", seed=3).named_steps["model"].random_state
 3
+>>> [name for name, _ in make_model("probe", seed=3, cnn__image_size=32).steps]
+['load', 'cnn', 'scale', 'head']
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from medpredict.encoders.tabular import register_encoder
+from medpredict.imaging.ensemble import AveragedImageModels
 from medpredict.imaging.loader import ImageLoader
-from medpredict.imaging.recipes import probe_encoder
+from medpredict.imaging.recipes import RECIPES, probe_encoder
 from medpredict.imaging.transfer import ImageTransferClassifier
 from medpredict.models.registry import register_model
+
+
+def _loader(params: dict[str, Any]) -> ImageLoader:
+    """The reference-column loader, taking its three parameters out of ``params``."""
+    return ImageLoader(
+        column=params.pop("image_column", None),
+        root=params.pop("image_root", None),
+        size=params.pop("image_size_on_load", None),
+    )
 
 
 def _image_pipeline(
     seed: int, class_weight: str | None, defaults: dict[str, Any], params: dict[str, Any]
 ) -> Pipeline:
-    loader = ImageLoader(
-        column=params.pop("image_column", None),
-        root=params.pop("image_root", None),
-        size=params.pop("image_size_on_load", None),
-    )
+    loader = _loader(params)
     model = ImageTransferClassifier(
         random_state=seed, class_weight=class_weight, **defaults | params
     )
     return Pipeline([("load", loader), ("model", model)])
+
+
+def _with_class_weight(estimator: Any, class_weight: str) -> Any:
+    """``estimator`` with ``class_weight`` set on every part that has the parameter."""
+    if isinstance(estimator, AveragedImageModels):
+        members = [(name, _with_class_weight(m, class_weight)) for name, m in estimator.members]
+        return estimator.set_params(members=members)
+    names = [k for k in estimator.get_params() if k.split("__")[-1] == "class_weight"]
+    return estimator.set_params(**dict.fromkeys(names, class_weight))
+
+
+def _recipe_model(
+    recipe: Callable[[int], Any], seed: int, class_weight: str | None, **params: Any
+) -> Pipeline:
+    """A recipe behind the loader; a recipe pipeline's steps follow the loader directly."""
+    loader = _loader(params)
+    estimator = recipe(seed)
+    if class_weight is not None:
+        estimator = _with_class_weight(estimator, class_weight)
+    estimator.set_params(**params)
+    steps = estimator.steps if isinstance(estimator, Pipeline) else [("model", estimator)]
+    return Pipeline([("load", loader), *steps])
+
+
+for _name, _recipe in RECIPES.items():
+    register_model(
+        _name, "image: " + (_recipe.__doc__ or "").strip().split("\n")[0], raw_input=True
+    )(partial(_recipe_model, _recipe))
 
 
 @register_model(

@@ -1,5 +1,8 @@
 """Ready-made image candidates by name (image arrays in, probabilities out).
 
+Each is also a registered model of the same name for study specs, reading an image
+column (:mod:`medpredict.imaging.models`).
+
 ``probe``
     hybrid probe: pooled EfficientNet-Lite0 (ImageNet) features of stages 4-7 at
     96 px, averaged with the mirrored image, standardised, then L2 logistic regression
@@ -133,9 +136,22 @@ RECIPES: dict[str, Callable[[int], Any]] = {
 }
 
 
-def make_candidates(names: list[str], seed: int = 0) -> dict[str, Any]:
-    """Unfitted estimators for the named recipes."""
+def check_recipe_names(names: list[str]) -> None:
+    """Refuse names that are not recipes, listing the recipes.
+
+    Examples
+    --------
+    >>> check_recipe_names(["probe", "resnet"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    ValueError: unknown image model(s) ['resnet']; expected from: probe, probe_svm, ...
+    """
     unknown = [n for n in names if n not in RECIPES]
     if unknown:
         raise ValueError(f"unknown image model(s) {unknown}; expected from: {', '.join(RECIPES)}")
+
+
+def make_candidates(names: list[str], seed: int = 0) -> dict[str, Any]:
+    """Unfitted estimators (image arrays in) for the named recipes."""
+    check_recipe_names(names)
     return {name: RECIPES[name](seed) for name in names}
