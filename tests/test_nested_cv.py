@@ -23,6 +23,7 @@ from medpredict.cli import app
 from medpredict.data.cohort import build_cohort
 from medpredict.data.errors import SpecError
 from medpredict.evaluation.splits import internal_folds
+from medpredict.models import registry
 from medpredict.models.registry import register_model
 from medpredict.spec import parse_spec
 from medpredict.study import run_study
@@ -58,10 +59,19 @@ class RowSpy(ClassifierMixin, BaseEstimator):
         return self.model_.predict_proba(X[MEASUREMENTS])
 
 
-register_model("row_spy", "test spy", raw_input=True)(lambda seed, class_weight: RowSpy(1.0))
-register_model("row_spy_penalised", "test spy", raw_input=True)(
-    lambda seed, class_weight: RowSpy(1e-4)
-)
+@pytest.fixture(autouse=True, scope="module")
+def spy_models():
+    """The spies are registered while this module's tests run, and only then."""
+    spies = {"row_spy": 1.0, "row_spy_penalised": 1e-4}
+    for name, C in spies.items():
+        register_model(name, "test spy", raw_input=True)(
+            lambda seed, class_weight, C=C: RowSpy(C)
+        )
+    yield
+    for name in spies:
+        registry._FACTORIES.pop(name)
+        registry._DESCRIPTIONS.pop(name)
+        registry._RAW_INPUT.discard(name)
 
 
 @pytest.fixture
