@@ -33,7 +33,8 @@ class BinaryScorer:
     y : array of 0/1 outcomes.
     p : array of predicted risks for class 1.
     thresholds : mapping ``label -> risk threshold`` (adds sensitivity, specificity,
-        PPV and NPV at each).
+        PPV and NPV at each); a threshold is one number or one per row (e.g. each outer
+        fold's own threshold for its rows).
     calibration_start : warm start for the recalibration fit (the full-sample fit).
 
     Examples
@@ -48,7 +49,7 @@ class BinaryScorer:
         self,
         y: np.ndarray,
         p: np.ndarray,
-        thresholds: dict[str, float] | None = None,
+        thresholds: dict[str, float | np.ndarray] | None = None,
         calibration_start: tuple[float, float, float] = (0.0, 0.0, 1.0),
     ) -> None:
         p = np.asarray(p, dtype=float)
@@ -64,7 +65,8 @@ class BinaryScorer:
         self._squared = (self.p - self.y) ** 2
         self._bins = np.minimum((self.p * N_BINS).astype(int), N_BINS - 1)
         self._flags = {
-            label: (self.p >= value).astype(float) for label, value in (thresholds or {}).items()
+            label: (self.p >= _in_order(value, self._order)).astype(float)
+            for label, value in (thresholds or {}).items()
         }
         self._start = calibration_start
         self._one_step = None
@@ -174,3 +176,9 @@ def _one_step(
 
 def _ratio(a: float, b: float) -> float:
     return float(a / b) if b > 0 else float("nan")
+
+
+def _in_order(threshold: float | np.ndarray, order: np.ndarray) -> float | np.ndarray:
+    """A risk threshold, or one per row (e.g. each outer fold's own) in the sorted order."""
+    threshold = np.asarray(threshold, dtype=float)
+    return float(threshold) if threshold.ndim == 0 else threshold[order]

@@ -317,37 +317,7 @@ def counts_scorer(
 
         return multiclass
     risk = proba[:, 1]
-    fixed = {k: float(v) for k, v in (thresholds or {}).items() if np.ndim(v) == 0}
-    scorer = BinaryScorer(y, risk, fixed, recalibration_fit(y, risk))
-    per_row = {k: np.asarray(v) for k, v in (thresholds or {}).items() if np.ndim(v) == 1}
-    if not per_row:
-        return scorer
-    events = y.astype(float)
-    flags = {label: (risk >= value).astype(float) for label, value in per_row.items()}
-
-    def with_row_thresholds(counts: np.ndarray | None) -> dict[str, float]:
-        out = scorer(counts)
-        w = np.ones_like(events) if counts is None else np.asarray(counts, dtype=float)
-        positives = w * events
-        n_pos = positives.sum()
-        n_neg = w.sum() - n_pos
-        for label, flag in flags.items():
-            tp = flag @ positives
-            fp = flag @ w - tp
-            fn, tn = n_pos - tp, n_neg - fp
-            out |= {
-                f"sensitivity@{label}": _ratio(tp, tp + fn),
-                f"specificity@{label}": _ratio(tn, tn + fp),
-                f"ppv@{label}": _ratio(tp, tp + fp),
-                f"npv@{label}": _ratio(tn, tn + fn),
-            }
-        return out
-
-    return with_row_thresholds
-
-
-def _ratio(a: float, b: float) -> float:
-    return float(a / b) if b > 0 else float("nan")
+    return BinaryScorer(y, risk, thresholds, recalibration_fit(y, risk))
 
 
 def selection_scorer(
