@@ -36,6 +36,18 @@ def _record(name: str) -> Path:
     return require_data(f"ecg/{name}.hea").with_suffix("")
 
 
+def _at_another_rate(folder: Path, samples: int) -> str:
+    """Real lead-II samples of a CPSC 2021 record saved as ``.npy`` and declared at 360 Hz.
+
+    Stands in for a recording made at another sampling rate (the samples are real; the
+    declared rate is what the check is about).
+    """
+    record = read_record(_record("cpsc2021/data_8_2"))
+    path = folder / "other_rate.npy"
+    np.save(path, record.signal[:samples, record.leads.index("II")])
+    return f"{path}#fs=360"
+
+
 @pytest.fixture(scope="module")
 def cpsc() -> Path:
     return require_data("ecg/cpsc2021")
@@ -117,7 +129,7 @@ def test_unusable_records_and_windows_are_quarantined_and_counted(tmp_path, cpsc
 
 
 def test_bad_references_are_named_by_row_and_column(tmp_path) -> None:
-    record, mitbih = _record("cpsc2021/data_8_2"), _record("mitbih/100")
+    record = _record("cpsc2021/data_8_2")
     good = f"{record}#start=0&stop=2000&lead=II"
     frame = pd.DataFrame({"ecg": [
         good,
@@ -141,7 +153,7 @@ def test_bad_references_are_named_by_row_and_column(tmp_path) -> None:
     assert problems[8] == "window of 1000 samples; most windows have 2000"
 
     loader = SignalLoader().fit(pd.DataFrame({"ecg": [good]}))
-    other_rate = pd.DataFrame({"ecg": [good, f"{mitbih}#start=0&stop=2000&lead=MLII"]})
+    other_rate = pd.DataFrame({"ecg": [good, _at_another_rate(tmp_path, 2000)]})
     with pytest.raises(SignalDataError, match=r"row 2: wrong sampling rate 360 Hz; the model "
                                               r"was fitted on 200 Hz"):
         loader.transform(other_rate)
@@ -200,7 +212,7 @@ def test_af_study_runs_from_a_spec_with_patient_grouped_folds(tmp_path, small_ta
     np.testing.assert_allclose(
         loaded.estimator.predict_proba(rows), result.final_model.predict_proba(rows)
     )
-    elsewhere = rows.iloc[:1].assign(ecg=f"{_record('mitbih/100')}#start=0&stop=3000&lead=MLII")
+    elsewhere = rows.iloc[:1].assign(ecg=_at_another_rate(tmp_path, 3000))
     with pytest.raises(SignalDataError, match="wrong sampling rate 360 Hz"):
         loaded.estimator.predict_proba(elsewhere)
 
