@@ -21,7 +21,7 @@ from medpredict.report.html import Section, callout, escape, figure, render, tab
 from medpredict.study.results import temporal_text, validation_text
 
 if TYPE_CHECKING:
-    from medpredict.study.results import StudyResult
+    from medpredict.study.results import CandidateFailure, StudyResult
 
 _HEADLINE = ("auroc", "auprc", "brier", "calibration_intercept", "calibration_slope", "ece")
 _KIND_SECTIONS: dict[str, list[str]] = {}
@@ -237,12 +237,7 @@ def comparison_section(result: StudyResult) -> Section:
         "column is a paired bootstrap: an interval that excludes 0 means the selected model "
         "is better beyond chance on this data.</p>"
     )
-    failed = ""
-    if result.failures:
-        failed = "<h3>Failed candidates</h3>" + table(
-            [[f.name, f.reason, ", ".join(map(str, f.rows)) or "—"] for f in result.failures],
-            ["model", "reason", "table rows named"],
-        )
+    failed = _failures_table("Failed candidates", result.failures)
     return Section(
         "Model comparison",
         note + table(rows, header, highlight=names.index(result.best_name)) + failed,
@@ -312,12 +307,7 @@ def nested_section(result: StudyResult) -> Section:
         "log loss and ECE lower is better, so optimism there is negative. "
         f"Why it ran: {escape(plan.reason)}; it took {nested.seconds:.0f} s.</p>"
     )
-    failed = ""
-    if nested.failures:
-        failed = "<h3>Candidates that failed inside an outer fold</h3>" + table(
-            [[f.name, f.reason, ", ".join(map(str, f.rows)) or "—"] for f in nested.failures],
-            ["model", "reason", "table rows named"],
-        )
+    failed = _failures_table("Candidates that failed inside an outer fold", nested.failures)
     return Section(
         "Nested cross-validation",
         note + comparison + "<h3>Winner of each outer fold</h3>" + folds + failed,
@@ -474,3 +464,13 @@ def write_report(result: StudyResult, path: Path) -> Path:
     )
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def _failures_table(title: str, failures: list[CandidateFailure]) -> str:
+    """Failed candidates with their reasons and the table rows they named ("" if none)."""
+    if not failures:
+        return ""
+    return f"<h3>{title}</h3>" + table(
+        [[f.name, f.reason, ", ".join(map(str, f.rows)) or "—"] for f in failures],
+        ["model", "reason", "table rows named"],
+    )
