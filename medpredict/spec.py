@@ -22,8 +22,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from medpredict.data.errors import SpecError
+from medpredict.timeline.spec import EventSource, TimelineSpec
 
-FeatureKind = Literal["numeric", "categorical", "boolean", "text", "image", "signal", "genes"]
+FeatureKind = Literal[
+    "numeric", "categorical", "boolean", "text", "image", "signal", "genes", "sequence"
+]
 
 
 class _Strict(BaseModel):
@@ -31,17 +34,22 @@ class _Strict(BaseModel):
 
 
 class DataSource(_Strict):
-    """Where a table comes from: a file (CSV or Parquet) or a bundled dataset."""
+    """Where a table comes from: a file (CSV or Parquet), a bundled dataset, or events."""
 
     path: Path | None = Field(None, description="CSV or Parquet file, relative to the spec file.")
     dataset: str | None = Field(
         None, description="Name of a bundled dataset (`medpredict datasets` lists them)."
     )
+    events: EventSource | None = Field(
+        None,
+        description="Patient timelines read by a reader (see EventSource); the study's "
+        "`timeline:` section turns them into the table.",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSource:
-        if (self.path is None) == (self.dataset is None):
-            raise ValueError("give exactly one of 'path' or 'dataset'")
+        if sum(x is not None for x in (self.path, self.dataset, self.events)) != 1:
+            raise ValueError("give exactly one of 'path', 'dataset' or 'events'")
         return self
 
 
@@ -277,6 +285,11 @@ class StudySpec(_Strict):
     )
     seed: int = Field(0, description="Random seed: same spec + data + seed gives same results.")
     bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples for confidence intervals.")
+    timeline: TimelineSpec | None = Field(
+        None,
+        description="Cohort over patient timelines (index time, windows, outcome, features); "
+        "needs data.events (see TimelineSpec).",
+    )
     trust: TrustSpec = Field(
         default_factory=TrustSpec,
         description="Explanations, fairness audit, conformal sets, overfitting checks, model card.",
@@ -298,11 +311,33 @@ class StudySpec(_Strict):
             raise ValueError("validation.scheme 'leave_one_patient_out' needs patient_column")
         if self.validation.scheme == "fixed":
             self._check_fixed()
+        self._check_timeline()
         if self.task == "multiclass" and self.selection_metric in ("auprc",):
             raise ValueError("selection_metric 'auprc' is for binary tasks")
         if self.budget and self.selection_metric not in ("auroc", "brier", "log_loss"):
             raise ValueError("a search budget needs selection_metric auroc, brier or log_loss")
         return self
+
+    def _check_timeline(self) -> None:
+        sources = [s for s in (self.data, self.validation.external) if s is not None]
+        if self.timeline is None:
+            if any(s.events is not None for s in sources):
+                raise ValueError("data from events needs a timeline: section")
+            return
+        if any(s.events is None for s in sources):
+            raise ValueError(
+                "a timeline: study reads its development and external data from events "
+                "(data: {events: ...}; validation.external: {events: ...})"
+            )
+        if self.features is not None:
+            raise ValueError(
+                "features of a timeline study come from its timeline: section (codes, "
+                "windows, aggregates); leave features out"
+            )
+        if self.id_column is None:
+            self.id_column = "sample_id"
+        if self.patient_column is None:
+            self.patient_column = "subject_id"
 
     def _check_fixed(self) -> None:
         v = self.validation
@@ -368,13 +403,43 @@ def parse_spec(raw: dict[str, Any], base_dir: Path | None = None) -> StudySpec:
         for source in (spec.data, spec.validation.external):
             if source is not None and source.path is not None and not source.path.is_absolute():
                 source.path = base_dir / source.path
+            if source is not None and source.events is not None:
+                _resolve_event_paths(source.events, base_dir)
     return spec
+
+
+def _resolve_event_paths(events: EventSource, base_dir: Path) -> None:
+    """Event source paths relative to the spec's folder; reference data by their layout."""
+    from medpredict.data.reference import dataset_holding
+    from medpredict.settings import fetched_data_dir, find_data
+
+    for name in ("path", "outcomes"):
+        value = getattr(events, name)
+        if value is None or value.is_absolute():
+            continue
+        local = base_dir / value
+        if local.exists():
+            setattr(events, name, local)
+        elif (found := find_data(value.as_posix())) is not None:
+            setattr(events, name, found)
+        elif dataset_holding(value.as_posix()) is not None:
+            setattr(events, name, fetched_data_dir() / value)  # fetched when first read
+        else:
+            setattr(events, name, local)
+    if events.mapping and events.mapping.endswith((".yaml", ".yml")):
+        mapping = Path(events.mapping)
+        if not mapping.is_absolute():
+            events.mapping = str(base_dir / mapping)
 
 
 def spec_reference() -> str:
     """Markdown reference of every study-spec field, generated from the models above."""
     lines = ["# Study spec reference", "", "Generated by `medpredict spec-reference`.", ""]
-    for model in (StudySpec, Validation, TrustSpec, DataSource, ModelSpec, Threshold):
+    from medpredict.timeline.spec import InclusionSpec, IndexSpec, OutcomeSpec
+
+    models = (StudySpec, Validation, TrustSpec, DataSource, ModelSpec, Threshold, EventSource,
+              TimelineSpec, IndexSpec, OutcomeSpec, InclusionSpec)
+    for model in models:
         lines += [f"## {model.__name__}", "", (model.__doc__ or "").strip(), ""]
         lines += ["| field | type | default | meaning |", "|---|---|---|---|"]
         for name, info in model.model_fields.items():

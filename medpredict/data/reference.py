@@ -213,6 +213,22 @@ af291eced4116e257af0b73043e83b55d9b42f0d815440a4c5bc72424d2f44e1 511 actual.csv
             ),
         ),
         ReferenceDataset(
+            "physionet2012",
+            "PhysioNet/CinC Challenge 2012 set A: 4,000 ICU stays, first 48 h, in-hospital death",
+            "Silva et al., Computing in Cardiology 39:245 (2012); PhysioNet challenge-2012 1.0.0",
+            "Open Data Commons Attribution v1.0",
+            # PhysioNet publishes no checksums for these files: a download is accepted only
+            # when it matches the copy medpredict was developed and tested on.
+            _same_as_source(
+                "ehr/physionet2012",
+                "https://physionet.org/files/challenge-2012/1.0.0",
+                """
+a6814b707e5e2c5574ffde83b10a5a2fd81a70406f25e473313e53f91c8dad7c 6621783 set-a.tar.gz
+2613ea60ccda29f87571a7d6b09ad130858a8ccd66325bd073365925026883c2 79219 Outcomes-a.txt
+""",
+            ),
+        ),
+        ReferenceDataset(
             "medical_abstracts",
             "Medical Abstracts corpus: 2,888 abstracts in 5 condition classes (test split)",
             "Schopf et al. 2023; sebischair/Medical-Abstracts-TC-Corpus (medical_tc_test.csv)",

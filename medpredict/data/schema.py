@@ -166,7 +166,7 @@ class Schema:
         out = {}
         for f in self.features:
             column = frame[f.name]
-            if f.kind in ("numeric", "boolean"):
+            if f.kind in ("numeric", "boolean", "sequence"):
                 out[f.name] = check_numeric(column)
             elif f.kind == "categorical":
                 out[f.name] = column.astype("string").astype(object).where(column.notna(), np.nan)

@@ -74,6 +74,12 @@ def categorical_encoder(columns: list[str], seed: int = 0) -> Pipeline:
     )
 
 
+@register_encoder("sequence")
+def sequence_encoder(columns: list[str], seed: int = 0) -> str:
+    """Leave out: a timeline's grid columns are read by the sequence models only."""
+    return "drop"
+
+
 def _encoder_for(kind: str) -> EncoderFactory:
     if kind == "boolean":
         kind = "numeric"

@@ -197,6 +197,7 @@ class StudyResult:
     temporal: dict[str, Any] | None = None
     nested: NestedResult | None = None
     nested_plan: NestedPlan | None = None
+    timeline: Any = None
 
     @property
     def best(self) -> CandidateResult:

@@ -75,6 +75,7 @@ from medpredict.study.validation import (
     scored_cohort,
     scored_rows,
 )
+from medpredict.timeline.table import resolve_timeline_spec, timeline_table
 
 NOT_NESTED_FIXED = (
     "validation.scheme 'fixed' scores one validation split, so there are no folds to "
@@ -256,6 +257,13 @@ def _select(
     return best, final_model
 
 
+def _external_table(spec: StudySpec, cohort: Cohort) -> pd.DataFrame:
+    source = spec.validation.external
+    if source.events is not None:
+        return timeline_table(source.events, spec, columns=cohort.schema.names).frame
+    return read_table(source)
+
+
 def run_study(spec: StudySpec, quiet: bool = False, save: bool = True) -> StudyResult:
     """Run the whole study described by ``spec``; see the module docstring.
 
@@ -271,7 +279,12 @@ def run_study(spec: StudySpec, quiet: bool = False, save: bool = True) -> StudyR
     """
     started = time.perf_counter()
     check_model_names([m.name for m in spec.model_specs])
-    frame = load_table(spec)
+    timeline = None
+    if spec.timeline is not None:
+        timeline = timeline_table(spec.data.events, spec, quiet=quiet)
+        frame, spec = timeline.frame, resolve_timeline_spec(spec, timeline)
+    else:
+        frame = load_table(spec)
     cohort = build_cohort(_without_split_column(frame, spec), spec)
     kept_leaky = _check_leaky_columns(spec, cohort)
     spec = _resolve_cutoff(spec, cohort)
@@ -311,7 +324,7 @@ def run_study(spec: StudySpec, quiet: bool = False, save: bool = True) -> StudyR
         for kind, rows in held.items():
             holdouts.append(_score_holdout(kind, rows, final_model, spec, thresholds, kept_leaky))
         if spec.validation.external is not None:
-            external = build_external(read_table(spec.validation.external), spec, cohort)
+            external = build_external(_external_table(spec, cohort), spec, cohort)
             holdouts.append(
                 _score_holdout("external", external, final_model, spec, thresholds, kept_leaky)
             )
@@ -331,6 +344,7 @@ def run_study(spec: StudySpec, quiet: bool = False, save: bool = True) -> StudyR
         temporal=temporal_summary(spec, development, held.get("temporal")),
         nested=nested,
         nested_plan=plan,
+        timeline=None if timeline is None else timeline.summary,
     )
 
     with StudyProgress(quiet=quiet) as progress:

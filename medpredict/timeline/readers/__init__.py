@@ -1,0 +1,1 @@
+"""Readers from clinical sources into the event model, each screening what it reads."""
