@@ -67,7 +67,8 @@ class TimelineCohort:
     """The samples of a timeline study and the flow that produced them.
 
     ``samples`` has ``sample_id`` (``<subject_id>@<hours after anchor>h``), ``subject_id``,
-    ``anchor_time``, ``index_time`` and the outcome column.
+    ``anchor_time``, ``index_time``, the outcome column and, for an outcome code,
+    ``outcome_time`` (when the outcome occurred within the horizon, else NaT).
     """
 
     samples: pd.DataFrame
@@ -165,7 +166,8 @@ def _with_outcome(events, samples, timeline, outcomes, target, flow) -> pd.DataF
     timed = events.loc[events["time"].notna()]
     last = samples["subject_id"].map(timed.groupby("subject_id")["time"].max())
     followed = label | (last >= end)
-    samples = samples.assign(**{target: label.astype(int)})[followed.to_numpy()]
+    samples = samples.assign(**{target: label.astype(int), "outcome_time": first.where(label)})
+    samples = samples[followed.to_numpy()]
     _step(flow, f"followed to the end of the {timeline.horizon} horizon or the outcome",
           len(samples))
     return samples

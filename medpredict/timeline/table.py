@@ -37,7 +37,13 @@ KEY_COLUMNS = ("sample_id", "subject_id", "index_time")
 
 @dataclass
 class TimelineSummary:
-    """What the report shows about a timeline study's data on its way in."""
+    """What the report shows about a timeline study's data on its way in.
+
+    ``samples`` holds, per row of the study table (same order), ``sample_id``,
+    ``subject_id``, ``anchor_time``, ``index_time`` and (for an outcome code)
+    ``outcome_time``; ``missingness`` is per code the share of samples never measured;
+    ``density`` is the mean number of events per sample in each hour before the index time.
+    """
 
     reader: str
     rows_in: int
@@ -46,8 +52,8 @@ class TimelineSummary:
     flow: list[FlowStep]
     missingness: pd.DataFrame
     density: pd.DataFrame
+    samples: pd.DataFrame = field(default_factory=pd.DataFrame)
     dropped_columns: int = 0
-    extras: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-friendly form written to ``metrics.json``."""
@@ -173,6 +179,7 @@ def timeline_table(
         flow=cohort.flow,
         missingness=missingness(built, samples),
         density=sampling_density(read.events, samples, timeline),
+        samples=samples.drop(columns=[spec.target]).reset_index(drop=True),
         dropped_columns=dropped,
     )
     return TimelineTable(frame, kinds, summary, read)
