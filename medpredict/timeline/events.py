@@ -137,6 +137,7 @@ def write_meds(
     folder = Path(folder)
     data = folder / meds.data_subdirectory
     data.mkdir(parents=True, exist_ok=True)
+    (folder / meds.code_metadata_filepath).parent.mkdir(parents=True, exist_ok=True)
     events = sort_events(conform(events))
     subjects = events["subject_id"].to_numpy()
     starts = np.flatnonzero(np.r_[True, subjects[1:] != subjects[:-1]])
@@ -188,7 +189,7 @@ def read_meds(path: str | Path) -> pd.DataFrame:
     for shard in shards:
         table = pq.read_table(shard)
         try:
-            table = meds.DataSchema.validate(table)
+            meds.DataSchema.validate(table)
         except Exception as err:  # the meds package raises several kinds of schema error
             raise DataError(f"{shard} does not follow the MEDS data schema: {err}") from None
         frames.append(table.to_pandas())

@@ -102,7 +102,8 @@ def read_physionet2012(
     """
     records = Path(records)
     names, ids, texts = [], [], []
-    for name, content in _record_files(records):
+    found = sorted(_record_files(records), key=lambda item: int(_RECORD_FILE.search(item[0])[1]))
+    for name, content in found:
         header, _, body = content.partition(b"\n")
         if header.strip().replace(b" ", b"") != b"Time,Parameter,Value":
             raise DataError(
@@ -144,8 +145,12 @@ def _screen(raw: pd.DataFrame, ranges) -> ReadResult:
 
     reasons = pd.Series(None, index=raw.index, dtype=object)
     parts = pc.extract_regex(pa.array(raw["raw_time"].to_numpy(dtype=object)), _TIME.pattern)
-    hours = pc.cast(parts.field("h"), pa.float64()).to_numpy(zero_copy_only=False)
-    minutes = pc.cast(parts.field("m"), pa.float64()).to_numpy(zero_copy_only=False)
+    matched = pc.is_valid(parts)
+    hours, minutes = (
+        pc.if_else(matched, pc.cast(pc.if_else(matched, parts.field(f), "0"), pa.float64()), None)
+        .to_numpy(zero_copy_only=False)
+        for f in ("h", "m")
+    )
     hours = pd.Series(hours, index=raw.index)
     reasons[hours.isna()] = UNPARSEABLE_TIME
     reasons[hours.notna() & (minutes >= 60)] = IMPOSSIBLE_TIME
