@@ -39,7 +39,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -112,6 +113,11 @@ def tabularise(
     observation_h = duration(timeline.observation) / pd.Timedelta(hours=1)
     windows = sorted(timeline.windows, key=duration)
     window_h = [duration(w) / pd.Timedelta(hours=1) for w in windows]
+    steps = 0
+    if timeline.step is not None:
+        step_h = duration(timeline.step) / pd.Timedelta(hours=1)
+        steps = math.ceil(observation_h / step_h - 1e-9)
+    layout = _Layout(list(static), timed, windows, list(timeline.aggregates), steps)
     keyed = pd.DataFrame(
         {
             "sample": np.arange(n, dtype=np.int64),
@@ -119,6 +125,12 @@ def tabularise(
             "index_time": pd.to_datetime(samples["index_time"]).astype("datetime64[us]").to_numpy(),
         }
     )
+    numeric, texts = _static_values(events, keyed, layout.static)
+    layout.numeric_static = list(numeric)
+    matrix = np.full((n, len(layout.names)), np.nan, dtype=np.float32)
+    matrix[:, layout.count_columns()] = 0.0
+    for column, values in enumerate(numeric.values()):
+        matrix[:, column] = values
     timed_events = events.loc[
         events["time"].notna() & events["numeric_value"].notna() & events["code"].isin(timed),
         ["subject_id", "time", "code", "numeric_value"],
@@ -127,91 +139,113 @@ def tabularise(
     try:
         connection.register("samples", keyed)
         connection.register("events", timed_events)
+        connection.register("codes", pd.DataFrame({"code": timed, "c": np.arange(len(timed))}))
         windows_table = pd.DataFrame({"w": np.arange(len(windows)), "hours": window_h})
         connection.register("windows", windows_table)
         connection.execute(
             f"""
             CREATE TEMP TABLE seen AS
-            SELECT s.sample, e.code, CAST(e.numeric_value AS DOUBLE) AS v,
+            SELECT s.sample, c.c, CAST(e.numeric_value AS DOUBLE) AS v,
                    date_diff('microsecond', e.time, s.index_time) / 3.6e9 AS age_h
-            FROM events e JOIN samples s USING (subject_id)
+            FROM events e JOIN samples s USING (subject_id) JOIN codes c USING (code)
             WHERE e.time <= s.index_time AND date_diff('microsecond', e.time, s.index_time)
                   < {observation_h * 3.6e9}
             """
         )
         aggregated = connection.execute(
             """
-            SELECT sample, code, w, count(*) AS count, arg_min(v, [age_h, -v]) AS last,
+            SELECT sample, c, w, count(*) AS count, arg_min(v, [age_h, -v]) AS last,
                    min(v) AS min, max(v) AS max, avg(v) AS mean, stddev_samp(v) AS std,
                    regr_slope(v, -age_h) AS slope, min(age_h) AS time_since_last
-            FROM seen JOIN windows ON age_h < hours GROUP BY sample, code, w
+            FROM seen JOIN windows ON age_h < hours GROUP BY sample, c, w
             """
-        ).df()
-        grid = None
-        if timeline.step is not None:
-            step_h = duration(timeline.step) / pd.Timedelta(hours=1)
-            steps = math.ceil(observation_h / step_h - 1e-9)
+        ).fetchnumpy()
+        rows, cs, ws = aggregated["sample"], aggregated["c"], aggregated["w"]
+        for a, agg in enumerate(layout.aggregates):
+            matrix[rows, layout.aggregate_column(cs, ws, a)] = aggregated[agg]
+        del aggregated
+        if steps:
             grid = connection.execute(
                 f"""
-                SELECT sample, code, {steps - 1} - CAST(floor(age_h / {step_h}) AS BIGINT) AS k,
+                SELECT sample, c, {steps - 1} - CAST(floor(age_h / {step_h}) AS BIGINT) AS k,
                        arg_min(v, [age_h, -v]) AS v
                 FROM seen GROUP BY ALL
                 """
-            ).df()
+            ).fetchnumpy()
+            matrix[grid["sample"], layout.grid_column(grid["c"], grid["k"])] = grid["v"]
+            del grid
     finally:
         connection.close()
-    blocks, kinds = [], {}
-    statics = _static_columns(events, keyed, static)
-    blocks.append(statics)
-    kinds |= {c: ("numeric" if pd.api.types.is_numeric_dtype(statics[c]) else "categorical")
-              for c in statics.columns}
-    aggregate_block = _aggregate_columns(aggregated, n, timed, windows, timeline.aggregates)
-    blocks.append(aggregate_block)
-    kinds |= dict.fromkeys(aggregate_block.columns, "numeric")
-    if grid is not None:
-        grid_block = _grid_columns(grid, n, timed, steps)
-        blocks.append(grid_block)
-        kinds |= dict.fromkeys(grid_block.columns, "sequence")
-    return Features(pd.concat(blocks, axis=1), kinds)
+    features = pd.DataFrame(matrix, columns=layout.names, copy=False)
+    for code, values in texts.items():
+        features[code] = values
+    features = features[[*static, *layout.names[len(layout.numeric_static):]]]
+    return Features(features, layout.kinds(texts))
 
 
-def _static_columns(events, keyed, static: Sequence[str]) -> pd.DataFrame:
+@dataclass
+class _Layout:
+    """Where each feature sits in the float32 matrix: numeric statics, aggregates, grid."""
+
+    static: list[str]
+    codes: list[str]
+    windows: list[str]
+    aggregates: list[str]
+    steps: int
+    numeric_static: list[str] = field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        aggregate = [
+            f"{code}__{agg}__{window}"
+            for code in self.codes
+            for window in self.windows
+            for agg in self.aggregates
+        ]
+        grid = [grid_column(code, k) for code in self.codes for k in range(self.steps)]
+        return [*self.numeric_static, *aggregate, *grid]
+
+    def aggregate_column(self, code: np.ndarray, window: np.ndarray, agg: int) -> np.ndarray:
+        start = len(self.numeric_static)
+        return start + (code * len(self.windows) + window) * len(self.aggregates) + agg
+
+    def grid_column(self, code: np.ndarray, step: np.ndarray) -> np.ndarray:
+        start = len(self.numeric_static) + len(self.codes) * len(self.windows) * len(
+            self.aggregates
+        )
+        return start + code * self.steps + step
+
+    def count_columns(self) -> np.ndarray:
+        if "count" not in self.aggregates:
+            return np.array([], dtype=int)
+        codes, windows = np.meshgrid(
+            np.arange(len(self.codes)), np.arange(len(self.windows)), indexing="ij"
+        )
+        return self.aggregate_column(codes.ravel(), windows.ravel(), self.aggregates.index("count"))
+
+    def kinds(self, texts: dict[str, Any]) -> dict[str, str]:
+        kinds = dict.fromkeys(self.numeric_static, "numeric") | dict.fromkeys(texts, "categorical")
+        kinds = {c: kinds[c] for c in self.static}
+        aggregate_end = len(self.numeric_static) + len(self.codes) * len(self.windows) * len(
+            self.aggregates
+        )
+        names = self.names
+        kinds |= dict.fromkeys(names[len(self.numeric_static):aggregate_end], "numeric")
+        kinds |= dict.fromkeys(names[aggregate_end:], "sequence")
+        return kinds
+
+
+def _static_values(events, keyed, static: Sequence[str]) -> tuple[dict, dict]:
+    """Per static code, each sample's value: numeric codes as floats, others as text."""
     rows = events.loc[events["time"].isna() & events["code"].isin(static)]
     rows = rows.drop_duplicates(["subject_id", "code"], keep="first")
-    out = {}
+    numeric, texts = {}, {}
     for code in static:
         of_code = rows[rows["code"] == code].set_index("subject_id")
-        numeric = of_code["numeric_value"].notna().all() and len(of_code)
-        values = of_code["numeric_value"].astype("float64") if numeric else of_code["text_value"]
-        column = keyed["subject_id"].map(values)
-        out[code] = column.astype("float64") if numeric else column.astype(object)
-    return pd.DataFrame(out, index=pd.RangeIndex(len(keyed)))
-
-
-def _aggregate_columns(aggregated, n, codes, windows, aggregates) -> pd.DataFrame:
-    code_index = {c: i for i, c in enumerate(codes)}
-    shape = (n, len(codes), len(windows))
-    columns, names = [], []
-    rows = aggregated["sample"].to_numpy()
-    cs = aggregated["code"].map(code_index).to_numpy()
-    ws = aggregated["w"].to_numpy()
-    for agg in aggregates:
-        values = np.zeros(shape, dtype=np.float32) if agg == "count" else np.full(
-            shape, np.nan, dtype=np.float32
-        )
-        values[rows, cs, ws] = aggregated[agg].to_numpy(dtype=np.float64)
-        columns.append(values)
-    stacked = np.stack(columns, axis=-1).reshape(n, -1)
-    names = [
-        f"{code}__{agg}__{window}" for code in codes for window in windows for agg in aggregates
-    ]
-    return pd.DataFrame(stacked, columns=names)
-
-
-def _grid_columns(grid, n, codes, steps) -> pd.DataFrame:
-    code_index = {c: i for i, c in enumerate(codes)}
-    values = np.full((n, len(codes), steps), np.nan, dtype=np.float32)
-    values[grid["sample"].to_numpy(), grid["code"].map(code_index).to_numpy(),
-           grid["k"].to_numpy()] = grid["v"].to_numpy(dtype=np.float64)
-    names = [grid_column(code, k) for code in codes for k in range(steps)]
-    return pd.DataFrame(values.reshape(n, -1), columns=names)
+        if len(of_code) and of_code["numeric_value"].notna().all():
+            values = keyed["subject_id"].map(of_code["numeric_value"].astype("float64"))
+            numeric[code] = values.to_numpy(dtype=np.float64)
+        else:
+            values = keyed["subject_id"].map(of_code["text_value"].astype(object))
+            texts[code] = values.to_numpy(dtype=object)
+    return numeric, texts

@@ -150,6 +150,17 @@ class ReadResult:
         return "\n".join(lines)
 
 
+def combine_results(parts: list[ReadResult]) -> ReadResult:
+    """One result from the results of reading a source in parts (e.g. batches of files)."""
+    if len(parts) == 1:
+        return parts[0]
+    return ReadResult(
+        pd.concat([p.events for p in parts], ignore_index=True),
+        pd.concat([p.quarantine for p in parts], ignore_index=True),
+        sum(p.rows_in for p in parts),
+    )
+
+
 def empty_quarantine() -> pd.DataFrame:
     """A quarantine table with no rows."""
     return pd.DataFrame({c: pd.Series(dtype=object) for c in QUARANTINE_COLUMNS})

@@ -47,6 +47,7 @@ from medpredict.timeline.validate import (
     UNPARSEABLE_VALUE,
     Range,
     ReadResult,
+    combine_results,
     screen,
 )
 
@@ -67,6 +68,7 @@ CODES = (ICU_ADMISSION, *STATIC, *TIME_SERIES)
 SENTINEL = -1.0
 OUTCOME_COLUMNS = ("RecordID", "SAPS-I", "SOFA", "Length_of_stay", "Survival",
                    "In-hospital_death")  # fmt: skip
+_CHUNK_ROWS = 1_000_000  # rows screened at once: bounds the reader's working memory
 _RECORD_FILE = re.compile(r"(?:^|/)(\d+)\.txt$")
 _TIME = re.compile(r"^(?P<h>\d{1,3}):(?P<m>\d{2})$")
 
@@ -118,6 +120,31 @@ def read_physionet2012(
     if not names:
         raise DataError(f"{records} holds no challenge record files (<RecordID>.txt)")
     counts = np.array([t.count(b"\n") for t in texts])
+    parts = []
+    for chunk in _chunks(counts, _CHUNK_ROWS):
+        parts.append(
+            _read_chunk(
+                records,
+                [texts[i] for i in chunk],
+                [names[i] for i in chunk],
+                [ids[i] for i in chunk],
+                counts[chunk],
+                ranges,
+            )
+        )
+    result = combine_results(parts)
+    if outcomes is not None:
+        result.outcomes = read_outcomes(outcomes)
+    return result
+
+
+def _chunks(counts: np.ndarray, limit: int) -> list[np.ndarray]:
+    """Consecutive file indices holding about ``limit`` rows each (files stay whole)."""
+    bounds = np.searchsorted(np.cumsum(counts), np.arange(limit, counts.sum(), limit))
+    return [c for c in np.split(np.arange(len(counts)), np.unique(bounds + 1)) if len(c)]
+
+
+def _read_chunk(records, texts, names, ids, counts, ranges) -> ReadResult:
     raw = pd.read_csv(
         io.BytesIO(b"".join(texts)),
         header=None,
@@ -133,10 +160,7 @@ def read_physionet2012(
     raw["subject_id"] = np.repeat(np.array(ids, dtype=np.int64), counts)
     raw["source"] = pd.Categorical.from_codes(np.repeat(np.arange(len(names)), counts), names)
     raw["line"] = np.arange(len(raw)) - starts + 2
-    result = _screen(raw, ranges)
-    if outcomes is not None:
-        result.outcomes = read_outcomes(outcomes)
-    return result
+    return _screen(raw, ranges)
 
 
 def _screen(raw: pd.DataFrame, ranges) -> ReadResult:
@@ -144,7 +168,10 @@ def _screen(raw: pd.DataFrame, ranges) -> ReadResult:
     import pyarrow.compute as pc
 
     reasons = pd.Series(None, index=raw.index, dtype=object)
-    parts = pc.extract_regex(pa.array(raw["raw_time"].to_numpy(dtype=object)), _TIME.pattern)
+    text = pa.array(raw["raw_time"].array)
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    parts = pc.extract_regex(text, _TIME.pattern)
     matched = pc.is_valid(parts)
     hours, minutes = (
         pc.if_else(matched, pc.cast(pc.if_else(matched, parts.field(f), "0"), pa.float64()), None)
