@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from medpredict.data.errors import DataError
+from medpredict.optional import require
 from medpredict.timeline.events import (
     BIRTH,
     DEATH,
@@ -93,8 +94,57 @@ def define_cohort(
     subjects = events["subject_id"].unique()
     flow.append(FlowStep("subjects in the source", len(subjects), unit="subjects"))
     anchor = timeline.index.anchor
-    anchors = events.loc[events["code"] == anchor].groupby("subject_id")["time"].min().dropna()
-    _step(flow, f"with an {anchor} event", len(anchors), unit="subjects")
+    samples = index_samples(events, timeline)
+    _step(flow, f"with an {anchor} event", samples["subject_id"].nunique(), unit="subjects")
+    offsets = timeline.index.offsets()
+    if len(offsets) > 1:
+        flow.append(FlowStep(f"samples at {len(offsets)} index times", len(samples)))
+    samples = _alive_at_index(events, samples, flow)
+    samples = _with_outcome(events, samples, timeline, outcomes, target, flow)
+    samples = _included(events, samples, timeline, flow)
+    samples = samples.reset_index(drop=True)
+    if samples.empty:
+        raise DataError(
+            "the timeline cohort is empty: "
+            + "; ".join(f"{s.label}: {s.remaining} {s.unit}" for s in flow)
+        )
+    return TimelineCohort(samples, flow)
+
+
+def anchor_times(events: pd.DataFrame, anchor: str) -> pd.Series:
+    """Each subject's first ``anchor`` event time, indexed by ``subject_id`` (sorted).
+
+    Subjects without a timed ``anchor`` event are absent.
+    """
+    return events.loc[events["code"] == anchor].groupby("subject_id")["time"].min().dropna()
+
+
+def sample_ids(subject_id: pd.Series, after_anchor: pd.Series) -> pd.Series:
+    """``<subject_id>@<hours after the anchor>h``, the ``sample_id`` of each sample."""
+    hours = (after_anchor / pd.Timedelta(hours=1)).map(lambda h: f"{h:g}")
+    return subject_id.astype(str) + "@" + hours + "h"
+
+
+def index_samples(events: pd.DataFrame, timeline: TimelineSpec) -> pd.DataFrame:
+    """The samples of ``timeline`` before any outcome or exclusion: anchor + each offset.
+
+    One row per subject with an anchor event and per index offset (subjects in order,
+    then offsets): ``sample_id``, ``subject_id``, ``anchor_time`` and ``index_time``.
+    :func:`define_cohort` starts from these samples; scoring new patients uses them
+    as they are, since it needs no outcome.
+
+    Examples
+    --------
+    >>> from medpredict.timeline.spec import TimelineSpec
+    >>> events = pd.DataFrame({"subject_id": [7, 7], "code": ["ICU_ADMISSION", "HR"],
+    ...     "time": pd.to_datetime(["2000-01-01 00:00", "2000-01-01 05:00"])})
+    >>> spec = TimelineSpec.model_validate({"index": {"landmarks": ["6h", "12h"]},
+    ...     "observation": "12h", "windows": ["6h"], "outcome": {"column": "died"}})
+    >>> samples = index_samples(events, spec)
+    >>> samples["sample_id"].tolist(), samples["index_time"].astype(str).tolist()
+    (['7@6h', '7@12h'], ['2000-01-01 06:00:00', '2000-01-01 12:00:00'])
+    """
+    anchors = anchor_times(events, timeline.index.anchor)
     offsets = timeline.index.offsets()
     samples = pd.DataFrame(
         {
@@ -104,20 +154,8 @@ def define_cohort(
         }
     )
     samples["index_time"] = samples["anchor_time"] + samples["offset"]
-    if len(offsets) > 1:
-        flow.append(FlowStep(f"samples at {len(offsets)} index times", len(samples)))
-    samples = _alive_at_index(events, samples, flow)
-    samples = _with_outcome(events, samples, timeline, outcomes, target, flow)
-    samples = _included(events, samples, timeline, flow)
-    hours = (samples["offset"] / pd.Timedelta(hours=1)).map(lambda h: f"{h:g}")
-    samples.insert(0, "sample_id", samples["subject_id"].astype(str) + "@" + hours + "h")
-    samples = samples.drop(columns="offset").reset_index(drop=True)
-    if samples.empty:
-        raise DataError(
-            "the timeline cohort is empty: "
-            + "; ".join(f"{s.label}: {s.remaining} {s.unit}" for s in flow)
-        )
-    return TimelineCohort(samples, flow)
+    samples.insert(0, "sample_id", sample_ids(samples["subject_id"], samples["offset"]))
+    return samples.drop(columns="offset")
 
 
 def _step(flow: list[FlowStep], label: str, remaining: int, unit: str = "samples") -> None:
@@ -190,20 +228,44 @@ def _included(events, samples, timeline, flow) -> pd.DataFrame:
             samples = samples[keep.to_numpy()]
             _step(flow, f"aged at most {rules.max_age:g}", len(samples))
     if rules.min_events > 0:
-        observation = duration(timeline.observation)
-        timed = events.loc[events["time"].notna() & ~events["code"].isin(STANDARD_CODES),
-                           ["subject_id", "time"]]
-        merged = samples.reset_index()[["index", "subject_id", "index_time"]].merge(
-            timed, on="subject_id"
-        )
-        seen = merged[(merged["time"] <= merged["index_time"])
-                      & (merged["time"] > merged["index_time"] - observation)]
-        counts = seen.groupby("index").size().reindex(samples.index, fill_value=0)
-        keep = counts >= rules.min_events
-        samples = samples[keep.to_numpy()]
+        counts = events_in_window(events, samples, duration(timeline.observation))
+        samples = samples[counts >= rules.min_events]
         _step(flow, f"with at least {rules.min_events} event(s) in the "
               f"{timeline.observation} observation window", len(samples))
     return samples
+
+
+def events_in_window(
+    events: pd.DataFrame, samples: pd.DataFrame, observation: pd.Timedelta
+) -> np.ndarray:
+    """Per sample, its subject's timed events (standard codes aside) in the window."""
+    duckdb = require("duckdb", extra="timeline")
+    keyed = pd.DataFrame(
+        {
+            "sample": np.arange(len(samples)),
+            "subject_id": samples["subject_id"].to_numpy(dtype=np.int64),
+            "index_time": samples["index_time"].to_numpy(dtype="datetime64[us]"),
+        }
+    )
+    connection = duckdb.connect(config={"threads": 2, "memory_limit": "1GB"})
+    try:
+        connection.register("samples", keyed)
+        connection.register("events", events[["subject_id", "time", "code"]])
+        connection.register("standard", pd.DataFrame({"code": list(STANDARD_CODES)}))
+        counted = connection.execute(
+            f"""
+            SELECT s.sample, count(*) AS n FROM events e JOIN samples s USING (subject_id)
+            WHERE e.time <= s.index_time
+              AND date_diff('microsecond', e.time, s.index_time) < {observation.value // 1000}
+              AND e.code NOT IN (SELECT code FROM standard)
+            GROUP BY s.sample
+            """
+        ).fetchnumpy()
+    finally:
+        connection.close()
+    counts = np.zeros(len(samples), dtype=np.int64)
+    counts[counted["sample"]] = counted["n"]
+    return counts
 
 
 def _age(events, samples, age_code) -> pd.Series:

@@ -15,7 +15,7 @@ reads the subject's timed events with ``index_time - observation < time <= index
 
 The aggregation runs in DuckDB over the whole event table at once; nothing loops over
 rows in Python. Ties (two values of one code at the same time) resolve to the larger
-value, so the result never depends on row order.
+value, so the result never depends on row order or on DuckDB's threads.
 
 Examples
 --------
@@ -38,6 +38,7 @@ Examples
 from __future__ import annotations
 
 import math
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,8 @@ from medpredict.timeline.events import COLUMNS, STANDARD_CODES, conform
 from medpredict.timeline.spec import TimelineSpec, duration
 
 GRID_PREFIX = "seq__"
+_DUCKDB_CONFIG = {"threads": 2, "memory_limit": "1GB", "preserve_insertion_order": False}
+"""Featurisation stays within about 1 GB of DuckDB memory, spilling to disk beyond."""
 
 
 @dataclass
@@ -131,47 +134,57 @@ def tabularise(
     matrix[:, layout.count_columns()] = 0.0
     for column, values in enumerate(numeric.values()):
         matrix[:, column] = values
-    timed_events = events.loc[
-        events["time"].notna() & events["numeric_value"].notna() & events["code"].isin(timed),
-        ["subject_id", "time", "code", "numeric_value"],
-    ]
-    connection = duckdb.connect()
+    connection = duckdb.connect(config=_DUCKDB_CONFIG)
     try:
+        connection.execute(f"SET temp_directory = '{tempfile.gettempdir()}/medpredict-duckdb'")
         connection.register("samples", keyed)
-        connection.register("events", timed_events)
+        connection.register("events", events[["subject_id", "time", "code", "numeric_value"]])
         connection.register("codes", pd.DataFrame({"code": timed, "c": np.arange(len(timed))}))
         windows_table = pd.DataFrame({"w": np.arange(len(windows)), "hours": window_h})
         connection.register("windows", windows_table)
         connection.execute(
             f"""
             CREATE TEMP TABLE seen AS
-            SELECT s.sample, c.c, CAST(e.numeric_value AS DOUBLE) AS v,
-                   date_diff('microsecond', e.time, s.index_time) / 3.6e9 AS age_h
+            SELECT CAST(s.sample AS INTEGER) AS sample, CAST(c.c AS SMALLINT) AS c,
+                   CAST(e.numeric_value AS FLOAT) AS v,
+                   date_diff('microsecond', e.time, s.index_time) / 3.6e9 AS age
             FROM events e JOIN samples s USING (subject_id) JOIN codes c USING (code)
-            WHERE e.time <= s.index_time AND date_diff('microsecond', e.time, s.index_time)
-                  < {observation_h * 3.6e9}
+            WHERE e.numeric_value IS NOT NULL AND e.time <= s.index_time
+              AND date_diff('microsecond', e.time, s.index_time) < {observation_h * 3.6e9}
             """
         )
         aggregated = connection.execute(
             """
-            SELECT sample, c, w, count(*) AS count, arg_min(v, [age_h, -v]) AS last,
-                   min(v) AS min, max(v) AS max, avg(v) AS mean, stddev_samp(v) AS std,
-                   regr_slope(v, -age_h) AS slope, min(age_h) AS time_since_last
-            FROM seen JOIN windows ON age_h < hours GROUP BY sample, c, w
+            SELECT sample, c, CAST(w AS SMALLINT) AS w, CAST(count(*) AS FLOAT) AS count,
+                   min(v) AS min, max(v) AS max, CAST(avg(v) AS FLOAT) AS mean,
+                   CAST(stddev_samp(v) AS FLOAT) AS std,
+                   CAST(regr_slope(v, -age) AS FLOAT) AS slope,
+                   CAST(min(age) AS FLOAT) AS time_since_last
+            FROM seen JOIN windows ON age < hours GROUP BY ALL
             """
         ).fetchnumpy()
         rows, cs, ws = aggregated["sample"], aggregated["c"], aggregated["w"]
         for a, agg in enumerate(layout.aggregates):
-            matrix[rows, layout.aggregate_column(cs, ws, a)] = aggregated[agg]
+            if agg != "last":
+                matrix[rows, layout.aggregate_column(cs, ws, a)] = aggregated[agg]
         del aggregated
+        if "last" in layout.aggregates:
+            latest = connection.execute(_latest("seen", ["sample", "c"])).fetchnumpy()
+            a = layout.aggregates.index("last")
+            for w, hours in enumerate(window_h):
+                inside = latest["age"] < hours
+                matrix[latest["sample"][inside],
+                       layout.aggregate_column(latest["c"][inside], w, a)] = latest["v"][inside]
+            del latest
         if steps:
-            grid = connection.execute(
+            connection.execute(
                 f"""
-                SELECT sample, c, {steps - 1} - CAST(floor(age_h / {step_h}) AS BIGINT) AS k,
-                       arg_min(v, [age_h, -v]) AS v
-                FROM seen GROUP BY ALL
+                CREATE TEMP TABLE binned AS
+                SELECT sample, c, CAST({steps - 1} - floor(age / {step_h}) AS SMALLINT) AS k,
+                       v, age FROM seen
                 """
-            ).fetchnumpy()
+            )
+            grid = connection.execute(_latest("binned", ["sample", "c", "k"])).fetchnumpy()
             matrix[grid["sample"], layout.grid_column(grid["c"], grid["k"])] = grid["v"]
             del grid
     finally:
@@ -181,6 +194,16 @@ def tabularise(
         features[code] = values
     features = features[[*static, *layout.names[len(layout.numeric_static):]]]
     return Features(features, layout.kinds(texts))
+
+
+def _latest(table: str, keys: list[str]) -> str:
+    """SQL: per ``keys``, the most recent value (the larger one when two share a time)."""
+    on = ", ".join(keys)
+    return f"""
+        WITH recent AS (SELECT {on}, min(age) AS age FROM {table} GROUP BY {on})
+        SELECT {on}, max(t.v) AS v, min(t.age) AS age
+        FROM {table} t JOIN recent r USING ({on}, age) GROUP BY {on}
+    """
 
 
 @dataclass
