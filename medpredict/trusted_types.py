@@ -88,6 +88,9 @@ _MEDPREDICT = (
     "medpredict.signals.loader.SignalLoader",
     "medpredict.signals.nets.CNN1DClassifier",
     "medpredict.signals.nets.CNNGRUClassifier",
+    "medpredict.timeline.sequence.GRUDClassifier",
+    "medpredict.timeline.sequence.SequenceEmbeddingBooster",
+    "medpredict.timeline.sequence.TimeAwareTransformerClassifier",
 )
 
 TRUSTED_TYPES: frozenset[str] = frozenset((*_SCIKIT_LEARN, *_OTHER_LIBRARIES, *_MEDPREDICT))

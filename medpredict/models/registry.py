@@ -39,6 +39,7 @@ _OPTIONAL_MODULES = (
     "medpredict.imaging.models",
     "medpredict.signals.models",
     "medpredict.models.fusion",
+    "medpredict.timeline.sequence",
 )
 
 
