@@ -251,3 +251,14 @@ def test_spec_checks_timeline_fields():
         parse_spec({**base, "timeline": {"outcome": {"column": "d"}}, "features": {"a": "numeric"}})
     spec = parse_spec({**base, "timeline": {"outcome": {"column": "d"}}})
     assert (spec.id_column, spec.patient_column) == ("sample_id", "subject_id")
+
+
+def test_a_birth_without_a_death_is_screened():
+    """Synthetic: a living patient (birth recorded, no death) with one event before birth."""
+    candidates = pd.DataFrame({
+        "subject_id": [1, 1, 1], "code": ["MEDS_BIRTH", "HR", "HR"],
+        "time": pd.to_datetime(["1960-01-01", "1950-01-01", "2020-01-01"]),
+        "numeric_value": [np.nan, 80.0, 81.0], "source": "x.csv", "line": [2, 3, 4]})
+    result = screen(candidates, pd.Series([None] * 3, dtype=object))
+    assert result.quarantine["reason"].tolist() == [BEFORE_BIRTH]
+    assert len(result.events) == 2

@@ -53,6 +53,7 @@ IMPLAUSIBLE = "implausible value"
 BEFORE_BIRTH = "before birth"
 AFTER_DEATH = "after death"
 DUPLICATE = "duplicate event"
+INVALID_RESOURCE = "invalid resource"
 
 REASONS = {
     MISSING_SUBJECT: "the row names no subject",
@@ -66,6 +67,8 @@ REASONS = {
     BEFORE_BIRTH: "the event is dated before the subject's birth",
     AFTER_DEATH: "the event is dated after the subject's death",
     DUPLICATE: "the same subject, time, code and value appear on an earlier row",
+    INVALID_RESOURCE: "the FHIR resource does not validate against the FHIR R4 models, or is "
+    "marked entered-in-error",
 }
 """Every quarantine reason with what it means."""
 
@@ -124,12 +127,16 @@ class ReadResult:
         Rows read from the source; always ``len(events) + len(quarantine)``.
     outcomes : DataFrame or None
         Per-subject outcomes that came with the source (e.g. the challenge's outcomes file).
+    subjects : DataFrame or None
+        How the source's patient ids became ``subject_id``, for sources whose ids are not
+        integers (FHIR: ``fhir_id``, ``subject_id``).
     """
 
     events: pd.DataFrame
     quarantine: pd.DataFrame
     rows_in: int
     outcomes: pd.DataFrame | None = None
+    subjects: pd.DataFrame | None = None
 
     def __post_init__(self) -> None:
         stored = len(self.events) + len(self.quarantine)
@@ -263,6 +270,13 @@ def _mark_ranges(candidates, code, value, ranges, mark) -> None:
     mark(np.nan_to_num(outside, nan=0).astype(bool), IMPLAUSIBLE)
 
 
+def _moment_of(subject: pd.Series, moments: pd.Series) -> pd.Series:
+    """Each row's subject's moment (NaT where the subject has none)."""
+    if moments.empty:
+        return pd.Series(pd.NaT, index=subject.index, dtype="datetime64[us]")
+    return subject.map(moments)
+
+
 def _mark_life(candidates, code, open_, mark) -> None:
     """Quarantine events before the subject's birth or after their death."""
     accepted = candidates[open_]
@@ -274,8 +288,7 @@ def _mark_life(candidates, code, open_, mark) -> None:
         return
     subject = candidates["subject_id"]
     time = candidates["time"]
-    birth = subject.map(life[BIRTH])
-    death = subject.map(life[DEATH])
+    birth, death = (_moment_of(subject, life[marker]) for marker in (BIRTH, DEATH))
     mark(((time < birth) & (code != BIRTH)).fillna(False).to_numpy(dtype=bool), BEFORE_BIRTH)
     after = (time.dt.normalize() > death) & (code != DEATH)
     mark(after.fillna(False).to_numpy(dtype=bool), AFTER_DEATH)
