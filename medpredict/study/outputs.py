@@ -113,7 +113,9 @@ def model_metadata(result: StudyResult) -> ModelMetadata:
 
 
 def metrics_summary(result: StudyResult) -> dict[str, Any]:
-    """metrics.json: every candidate's cross-validated metrics, the nested CV, each hold-out's."""
+    """metrics.json: every candidate's cross-validated metrics, the nested CV, each hold-out's
+    (and, for a timeline study, its reading, quarantine and cohort flow under ``timeline``)."""
+    timeline = {} if result.timeline is None else {"timeline": result.timeline.to_dict()}
     return {
         "study": result.spec.name,
         "selected_model": result.best_name,
@@ -131,6 +133,7 @@ def metrics_summary(result: StudyResult) -> dict[str, Any]:
             }
             for h in result.holdouts
         },
+        **timeline,
     }
 
 

@@ -432,8 +432,13 @@ def spec_section(result: StudyResult) -> Section:
 
 
 def study_sections(result: StudyResult) -> list[Section]:
-    """All sections of a study report, in reading order."""
-    sections = [summary_section(result), data_quality_section(result), comparison_section(result)]
+    """All sections of a study report, in reading order (a timeline study's first)."""
+    sections: list[Section] = []
+    if result.timeline is not None:
+        from medpredict.timeline.report import timeline_sections
+
+        sections += timeline_sections(result)
+    sections += [summary_section(result), data_quality_section(result), comparison_section(result)]
     if result.nested_plan is not None:
         sections.append(nested_section(result))
     if result.search is not None:

@@ -232,8 +232,10 @@ def missingness(built: Features, samples: pd.DataFrame) -> pd.DataFrame:
 def sampling_density(
     events: pd.DataFrame, samples: pd.DataFrame, timeline: TimelineSpec
 ) -> pd.DataFrame:
-    """Events per sample in each hour before the index time (rows: hours back, columns: codes)."""
-    first = samples.drop_duplicates("subject_id")[["subject_id", "index_time"]]
+    """Events per subject in each hour before its latest index time (rows: hours back,
+    columns: codes)."""
+    latest = samples.sort_values("index_time").drop_duplicates("subject_id", keep="last")
+    first = latest[["subject_id", "index_time"]]
     timed = events.loc[events["time"].notna() & ~events["code"].isin(STANDARD_CODES),
                        ["subject_id", "time", "code"]]
     merged = timed.merge(first, on="subject_id")
