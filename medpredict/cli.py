@@ -222,7 +222,15 @@ def demo(
 @_user_errors
 def predict(
     model: Annotated[Path, typer.Option(help="Model directory written by `medpredict run`.")],
-    input: Annotated[Path, typer.Option("--input", "-i", help="CSV or Parquet of new patients.")],
+    input: Annotated[
+        Path,
+        typer.Option(
+            "--input", "-i",
+            help="CSV or Parquet of new patients; for a timeline model, their events: a MEDS "
+            "folder or shard, a CSV/Parquet table with the MEDS columns, or FHIR (.json Bundle, "
+            ".ndjson).",
+        ),
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="CSV file for the risks.")],
     keep: Annotated[
         list[str] | None,
@@ -236,16 +244,41 @@ def predict(
         ),
     ] = False,
     top: Annotated[int, typer.Option(min=1, help="Factors listed per patient (--explain).")] = 5,
+    index_time: Annotated[
+        str | None,
+        typer.Option(
+            help="Timeline models: score every subject at this ISO 8601 time (default: each "
+            "subject's anchor event + the model's index offset)."
+        ),
+    ] = None,
 ) -> None:
-    """Score new patients with a saved model (the input is checked against the model's schema)."""
+    """Score new patients with a saved model (the input is checked against the model's schema).
+
+    A timeline model scores events: each subject at its anchor + the study's offset (or at
+    --index-time), with the study's own featurisation; refused events are counted on stderr.
+    """
     from medpredict.artifact import load_model
     from medpredict.predict import predict_frame
+    from medpredict.timeline.scoring import is_timeline, looks_like_events
 
     # Loading the model is mostly importing scikit-learn: read the table meanwhile.
+    tabular = input.suffix.lower() not in (".json", ".ndjson") and not input.is_dir()
     with ThreadPoolExecutor(max_workers=1) as reader:
-        table = reader.submit(_read_table, input)
+        table = reader.submit(_read_table, input) if tabular else None
         loaded = load_model(model)
-        frame = table.result()
+        frame = table.result() if table is not None else None
+    if is_timeline(loaded.metadata):
+        frame, keep = _timeline_features(loaded, input, frame, index_time, keep)
+    elif looks_like_events(input, frame) and not set(loaded.metadata.feature_names) <= set(
+        frame.columns if frame is not None else []
+    ):
+        raise DataError(
+            f"model {loaded.metadata.name!r} scores rows of patient data (columns "
+            f"{', '.join(loaded.metadata.feature_names[:8])}, ...), but {input} holds events; "
+            "events are scored by a model trained on a timeline: study"
+        )
+    elif index_time is not None:
+        raise DataError("--index-time applies to timeline models only (studies with timeline:)")
     scored = predict_frame(loaded, frame, keep=keep or [])
     message = f"wrote {len(scored)} risk(s) to {output}"
     if explain:
@@ -257,6 +290,37 @@ def predict(
         message += f"; {referred} marked for referral (uncertain or atypical)"
     scored.to_csv(output, index=False)
     console.print(message)
+
+
+def _timeline_features(
+    loaded: Any, input: Path, frame: pd.DataFrame | None, index_time: str | None,
+    keep: list[str] | None,
+) -> tuple[pd.DataFrame, list[str]]:
+    """A timeline model's features of the events at ``input``, and the key columns."""
+    from medpredict.timeline.scoring import (
+        prediction_samples,
+        read_events,
+        timeline_features,
+        timeline_of,
+    )
+    from medpredict.timeline.table import KEY_COLUMNS
+
+    if keep:
+        raise DataError(
+            "--keep does not apply to a timeline model: its output always has "
+            + ", ".join(KEY_COLUMNS)
+        )
+    if frame is not None and set(loaded.metadata.feature_names) <= set(frame.columns):
+        raise DataError(
+            f"model {loaded.metadata.name!r} is a timeline model: --input must hold events "
+            f"(a MEDS folder, an event table or FHIR), not rows of features ({input}); its "
+            "features are computed from the events so that they match the study's"
+        )
+    timeline = timeline_of(loaded.metadata)
+    read = read_events(input, timeline, table=frame)
+    errors.print(f"{input}: {read.summary()}", highlight=False)
+    samples = prediction_samples(read.events, timeline, index_time)
+    return timeline_features(loaded, read.events, samples), list(KEY_COLUMNS)
 
 
 datasets_app = typer.Typer(help="List datasets; fetch the reference data tests use.")

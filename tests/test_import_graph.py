@@ -70,7 +70,7 @@ LAYERS = (
     ("medpredict.encoders", "medpredict.models", "medpredict.safe_skops",
      "medpredict.model_metadata", "medpredict.artifact", "medpredict.timeline.sequence"),
     ("medpredict.imaging", "medpredict.signals", "medpredict.wearables", "medpredict.trust",
-     "medpredict.predict", "medpredict.timeline.report"),
+     "medpredict.predict", "medpredict.timeline.report", "medpredict.timeline.scoring"),
     ("medpredict.study",),
     ("medpredict.serve", "medpredict.cli"),
 )

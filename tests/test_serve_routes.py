@@ -19,6 +19,8 @@ ROUTES = {
     ("POST", "/v1/models/{name}/reload"),
     ("GET", "/v1/schemas"),
     ("POST", "/v1/models/{name}/predict"),
+    ("POST", "/v1/models/{name}/timeline"),
+    ("POST", "/fhir/RiskAssessment/$timeline"),
     ("POST", "/fhir/RiskAssessment/$predict"),
     ("GET", "/cds-services"),
     ("POST", "/cds-services/{service_id}"),
@@ -27,6 +29,12 @@ ROUTES = {
 }
 SCHEMA = {("GET", "/openapi.json"), ("HEAD", "/openapi.json")}
 OPERATIONS = {  # (method, path): (tag, summary, operationId)
+    ("post", "/v1/models/{name}/timeline"): (
+        "predict", "Risks of a timeline model from patients' events (MEDS rows)",
+        "timeline_predict_v1_models__name__timeline_post"),
+    ("post", "/fhir/RiskAssessment/$timeline"): (
+        "fhir", "FHIR R4: Bundle of patients' resources -> RiskAssessments of a timeline model",
+        "fhir_timeline_fhir_RiskAssessment__timeline_post"),
     ("get", "/health"): ("service", "Liveness: the service and its models", "health_health_get"),
     ("get", "/v1/models"): (
         "admin", "Served models with hashes and metrics", "list_models_v1_models_get"),

@@ -23,7 +23,7 @@ from medpredict.serve.config import ServeSettings
 from medpredict.serve.errors import add_error_handlers
 from medpredict.serve.middleware import BodyLimit, RequestLog
 from medpredict.serve.responses import JSONAnswer
-from medpredict.serve.routes import admin, cds, fhir, page, predict, service
+from medpredict.serve.routes import admin, cds, fhir, page, predict, service, timeline
 from medpredict.serve.state import open_state
 
 logger = logging.getLogger("medpredict.serve")
@@ -104,6 +104,7 @@ def create_app(models: list[str | PathLike[str]], settings: ServeSettings | None
     app.include_router(admin.admin_router(app.state.store))
     app.include_router(predict.predict_router(app.state.store, settings))
     app.include_router(fhir.router)
+    app.include_router(timeline.router)
     app.include_router(cds.router)
     app.include_router(page.router)
     add_error_handlers(app)

@@ -121,7 +121,7 @@ def anchor_times(events: pd.DataFrame, anchor: str) -> pd.Series:
 
 def sample_ids(subject_id: pd.Series, after_anchor: pd.Series) -> pd.Series:
     """``<subject_id>@<hours after the anchor>h``, the ``sample_id`` of each sample."""
-    hours = (after_anchor / pd.Timedelta(hours=1)).map(lambda h: f"{h:g}")
+    hours = (after_anchor / pd.Timedelta(hours=1)).map(lambda h: f"{h:g}").astype(str)
     return subject_id.astype(str) + "@" + hours + "h"
 
 

@@ -11,7 +11,7 @@ Examples
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -19,6 +19,7 @@ from medpredict.serve.config import ServeSettings
 from medpredict.serve.models import ModelStore
 from medpredict.serve.responses import JSONAnswer
 from medpredict.serve.state import Clinician, Queue, Reader, Store, model_name
+from medpredict.timeline.scoring import is_timeline
 
 
 class ModelIdentity(BaseModel):
@@ -119,6 +120,11 @@ def predict_router(served: ModelStore, settings: ServeSettings) -> APIRouter:
         queue: Queue,
     ) -> JSONResponse:
         model = store.get(name)
+        if is_timeline(model.metadata):
+            raise HTTPException(
+                400, f"model {name!r} is a timeline model: it reads patients' events, not rows "
+                f"of features; POST them to /v1/models/{name}/timeline"
+            )
         action = "predict" if body.purpose == "care" else f"predict:{body.purpose}"
         predictions, seq = await queue.answer(
             queue.submit_rows(model, body.rows, principal, action)
