@@ -49,6 +49,11 @@ CAPABILITY_COMMANDS = {
         "signal_windows",
         "Cut annotated ECG records into a study table of labelled windows.",
     ),
+    "events": (
+        "medpredict.timeline.cli",
+        "events",
+        "Read a clinical source (PhysioNet 2012, MIMIC, OMOP, FHIR) into MEDS events.",
+    ),
 }
 
 
