@@ -189,8 +189,20 @@ def read_fhir(path: str | Path, ranges: Mapping[str, Range] | None = None) -> So
 
     Examples
     --------
-    >>> result = read_fhir("fhir/")  # doctest: +SKIP
-    >>> result.subjects.head()  # doctest: +SKIP
+    A hand-made Bundle (synthetic values):
+
+    >>> import json, tempfile
+    >>> bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+    ...     {"resource": {"resourceType": "Patient", "id": "p1", "birthDate": "1960-05-01"}},
+    ...     {"resource": {"resourceType": "Observation", "status": "final",
+    ...      "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2024-01-02T08:00:00Z",
+    ...      "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+    ...      "valueQuantity": {"value": 72, "unit": "/min"}}}]}
+    >>> path = Path(tempfile.mkdtemp()) / "bundle.json"
+    >>> _ = path.write_text(json.dumps(bundle))
+    >>> result = read_fhir(path)
+    >>> result.events["code"].tolist()
+    ['MEDS_BIRTH', 'HR']
     """
     path = Path(path)
     if path.is_dir():

@@ -244,8 +244,20 @@ def read_mimic(
 
     Examples
     --------
-    >>> result = read_mimic("mimic-iv/", mapping="mimic4")  # doctest: +SKIP
-    >>> print(result.summary())  # doctest: +SKIP
+    Two hand-made MIMIC-IV tables (synthetic values in the real column layout):
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / "patients.csv").write_text(
+    ...     "subject_id,gender,anchor_age,anchor_year,dod\\n10,F,60,2150,\\n")
+    >>> _ = (folder / "chartevents.csv").write_text(
+    ...     "subject_id,itemid,charttime,valuenum,valueuom,value\\n"
+    ...     "10,220045,2150-03-01 08:00:00,88,bpm,88\\n"
+    ...     "10,220045,2150-02-30 09:00:00,90,bpm,90\\n")
+    >>> result = read_mimic(folder, mapping="mimic4")
+    >>> print(result.summary())
+    rows in 4 = events stored 3 + rows quarantined 1
+      impossible time: 1
     """
     return read_tables(folder, load_mapping(mapping), ranges, kind="MIMIC")
 
