@@ -57,9 +57,6 @@ Examples
 ['admissions', 'chartevents', 'diagnoses_icd']
 >>> mapping.tables["chartevents"].events[0].codes["220045"].code
 'HR'
->>> result = read_mimic("mimic-iv/")  # doctest: +SKIP
->>> result.tables  # doctest: +SKIP
-{'patients': 100, 'admissions': 275, 'labevents': 107727, ...}
 """
 
 from __future__ import annotations
