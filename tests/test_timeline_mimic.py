@@ -26,7 +26,8 @@ from medpredict.timeline.events import (
     read_meds,
     write_meds,
 )
-from medpredict.timeline.readers.mimic import load_mapping, parse_times, read_mimic
+from medpredict.timeline.readers.mimic import read_mimic
+from medpredict.timeline.readers.tables import load_mapping, parse_times
 from medpredict.timeline.validate import (
     AFTER_DEATH,
     BEFORE_BIRTH,

@@ -78,7 +78,7 @@ from medpredict.timeline.events import (
     ICU_ADMISSION,
     ICU_DISCHARGE,
 )
-from medpredict.timeline.readers.mimic import CodeMap, Conversion, SourceResult, _convert
+from medpredict.timeline.readers.tables import CodeMap, Conversion, SourceResult, convert_units
 from medpredict.timeline.validate import (
     IMPOSSIBLE_TIME,
     INVALID_RESOURCE,
@@ -548,7 +548,7 @@ def _screen_rows(rows, ranges, counts, ignored) -> SourceResult:
     unit = frame["unit"].astype("string")
     key = frame["loinc"].astype("string")
     mapped = key.isin(LOINC).fillna(False).astype(bool)
-    value, unit = _convert(value, unit, key, mapped, LOINC, UNITS)
+    value, unit = convert_units(value, unit, key, mapped, LOINC, UNITS)
     candidates = pd.DataFrame(
         {
             "subject_id": subject,

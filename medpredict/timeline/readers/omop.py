@@ -68,7 +68,7 @@ from medpredict.timeline.events import (
     ICU_ADMISSION,
     ICU_DISCHARGE,
 )
-from medpredict.timeline.readers.mimic import (
+from medpredict.timeline.readers.tables import (
     CodeMap,
     EventMap,
     SourceResult,
