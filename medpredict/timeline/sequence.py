@@ -77,7 +77,12 @@ from torch.nn import functional
 from medpredict.data.errors import DataError
 from medpredict.evaluation.splits import inner_split
 from medpredict.models.deep.encoding import TabularEncoder
-from medpredict.models.deep.training import NumpyWeightsMixin, fit_network, torch_threads
+from medpredict.models.deep.training import (
+    LogitClassifierMixin,
+    NumpyWeightsMixin,
+    fit_network,
+    torch_threads,
+)
 from medpredict.models.ensembles import SoftVotingEnsemble, fit_member, take_rows
 from medpredict.models.registry import register_model
 from medpredict.timeline.features import GRID_PREFIX
@@ -341,7 +346,9 @@ def _labels(estimator: BaseEstimator, y: Any, n_rows: int) -> tuple[np.ndarray, 
     return classes, y_index
 
 
-class _SequenceNetClassifier(NumpyWeightsMixin, ClassifierMixin, BaseEstimator):
+class _SequenceNetClassifier(
+    LogitClassifierMixin, NumpyWeightsMixin, ClassifierMixin, BaseEstimator
+):
     """Grid + static encoding, training and prediction shared by the sequence networks."""
 
     # patient ids reach ``fit`` through scikit-learn metadata routing, even inside a Pipeline
@@ -467,19 +474,6 @@ class _SequenceNetClassifier(NumpyWeightsMixin, ClassifierMixin, BaseEstimator):
         """Logits: shape (n_rows,) for two classes, (n_rows, n_classes) otherwise."""
         logits = self._batched(X, "forward")
         return logits[:, 0] if logits.shape[1] == 1 else logits
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities, columns in the order of ``classes_``."""
-        logits = torch.from_numpy(np.atleast_1d(self.decision_function(X)))
-        if logits.ndim == 1:
-            positive = torch.sigmoid(logits).numpy()
-            return np.column_stack([1 - positive, positive])
-        return torch.softmax(logits, dim=1).numpy()
-
-    def predict(self, X: Any) -> np.ndarray:
-        """Most probable class per row."""
-        proba = self.predict_proba(X)
-        return self.classes_[np.argmax(proba, axis=1)]
 
     def embed(self, X: Any) -> np.ndarray:
         """The sequence embedding of each row, ``(n_rows, hidden_size)``."""

@@ -41,10 +41,17 @@ from torch.nn import functional
 from medpredict.evaluation.splits import inner_split
 from medpredict.models.deep.encoding import TabularEncoder
 from medpredict.models.deep.networks import MLPNet, ResNet
-from medpredict.models.deep.training import NumpyWeightsMixin, fit_network, torch_threads
+from medpredict.models.deep.training import (
+    LogitClassifierMixin,
+    NumpyWeightsMixin,
+    fit_network,
+    torch_threads,
+)
 
 
-class _TabularNetClassifier(NumpyWeightsMixin, ClassifierMixin, BaseEstimator):
+class _TabularNetClassifier(
+    LogitClassifierMixin, NumpyWeightsMixin, ClassifierMixin, BaseEstimator
+):
     """Fitting, prediction and serialisation shared by the tabular networks."""
 
     # patient ids reach ``fit`` through scikit-learn metadata routing, even inside a Pipeline
@@ -150,19 +157,6 @@ class _TabularNetClassifier(NumpyWeightsMixin, ClassifierMixin, BaseEstimator):
         with torch.inference_mode(), torch_threads(self.n_threads):
             logits = self.module_(numeric, codes).double().numpy()
         return logits[:, 0] if logits.shape[1] == 1 else logits
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities, columns in the order of ``classes_``."""
-        logits = torch.from_numpy(np.atleast_1d(self.decision_function(X)))
-        if logits.ndim == 1:
-            positive = torch.sigmoid(logits).numpy()
-            return np.column_stack([1 - positive, positive])
-        return torch.softmax(logits, dim=1).numpy()
-
-    def predict(self, X: Any) -> np.ndarray:
-        """Most probable class per row."""
-        proba = self.predict_proba(X)
-        return self.classes_[np.argmax(proba, axis=1)]
 
     def embed(self, X: Any) -> np.ndarray:
         """Penultimate-layer representation of each row (the learned features)."""

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "LogitClassifierMixin",
     "NumpyWeightsMixin",
     "TrainingLog",
     "batches",
@@ -299,6 +300,35 @@ def state_to_safetensors(module: nn.Module) -> bytes:
     from safetensors.torch import save
 
     return save({k: v.detach().contiguous() for k, v in module.state_dict().items()})
+
+
+class LogitClassifierMixin:
+    """``predict_proba`` and ``predict`` of a classifier whose ``decision_function`` gives
+    logits: shape ``(n_rows,)`` for two classes (sigmoid), ``(n_rows, n_classes)`` otherwise
+    (softmax).
+
+    Examples
+    --------
+    >>> class Fixed(LogitClassifierMixin):
+    ...     classes_ = np.array(["no", "yes"])
+    ...     def decision_function(self, X):
+    ...         return np.array([-2.0, 0.0, 3.0])
+    >>> Fixed().predict_proba(None)[:, 1].round(3).tolist(), Fixed().predict(None).tolist()
+    ([0.119, 0.5, 0.953], ['no', 'no', 'yes'])
+    """
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, columns in the order of ``classes_``."""
+        logits = torch.from_numpy(np.atleast_1d(self.decision_function(X)))
+        if logits.ndim == 1:
+            positive = torch.sigmoid(logits).numpy()
+            return np.column_stack([1 - positive, positive])
+        return torch.softmax(logits, dim=1).numpy()
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Most probable class per row."""
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
 
 class NumpyWeightsMixin:
