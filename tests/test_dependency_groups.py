@@ -42,8 +42,9 @@ EXTRA_MODULES = {
     ),
     "signals": ("medpredict.signals",),
     "wearables": ("medpredict.wearables",),
+    "timeline": ("medpredict.timeline",),
     "deep": ("medpredict.models.deep", "medpredict.models.hybrid",
-             "medpredict.models.feature_hybrids"),
+             "medpredict.models.feature_hybrids", "medpredict.timeline.sequence"),
     "genomics": (),
 }
 # What `medpredict run` on a tabular spec, `predict`, `report` and the trust layer import.
