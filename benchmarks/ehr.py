@@ -11,7 +11,8 @@ Speed (``--part speed``):
    4 GB peak memory).
 
 Models (``--part models``): the example study ``medpredict/examples/physionet2012.yaml``
-with every timeline candidate, 5-fold CV (the same folds for all candidates), 1,000
+(its candidates with their parameters, plus ``timeline_transformer`` and
+``grud_lightgbm``), 5-fold CV (the same folds for all candidates), 1,000
 bootstrap resamples, at 48 h and at 24 h of data; SAPS-I from the outcomes file is the
 clinical baseline on the same stays.
 
@@ -146,11 +147,12 @@ def models(lines: list[str]) -> None:
                 "windows": [w for w in ("6h", "24h", "48h") if int(w[:-1]) <= hours],
             }
         )
+        extra = [m for m in ("timeline_transformer", "grud_lightgbm")
+                 if m not in {s.name for s in spec.model_specs}]
         spec = spec.model_copy(
             update={
                 "timeline": timeline,
-                "models": ["logistic_regression", "lightgbm", "grud", "timeline_transformer",
-                           "grud_lightgbm", "timeline_ensemble"],
+                "models": [*spec.models, *extra],
                 "output_dir": Path(tempfile.mkdtemp()) / spec.name,
             }
         )
