@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from medpredict.cli import app
 from medpredict.settings import require_data
-from medpredict.spec import load_spec
+from medpredict.spec import load_spec, parse_spec
 from medpredict.timeline.events import read_meds
 
 runner = CliRunner()
@@ -87,6 +87,8 @@ trust: {{learning_curve: false, explain_rows: 50}}
     assert metrics["holdouts"]["external"]["rows"] == 150
     assert 0.5 < metrics["holdouts"]["external"]["metrics"]["auroc"]["value"] <= 1
     assert metrics["timeline"]["flow"][0]["remaining"] == 300
+    saved = json.loads((tmp_path / "icu48" / "model" / "metadata.json").read_text())["spec"]
+    assert parse_spec(saved).features is None  # the resolved spec runs again as written
     html = (tmp_path / "icu48" / "report.html").read_text()
     assert "Cohort flow" in html and "external" in html
 

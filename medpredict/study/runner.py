@@ -282,10 +282,11 @@ def run_study(spec: StudySpec, quiet: bool = False, save: bool = True) -> StudyR
     timeline = None
     if spec.timeline is not None:
         timeline = timeline_table(spec.data.events, spec, quiet=quiet)
-        frame, spec = timeline.frame, resolve_timeline_spec(spec, timeline)
+        frame = timeline.frame
     else:
         frame = load_table(spec)
-    cohort = build_cohort(_without_split_column(frame, spec), spec)
+    declared = spec if timeline is None else resolve_timeline_spec(spec, timeline)
+    cohort = build_cohort(_without_split_column(frame, spec), declared)
     kept_leaky = _check_leaky_columns(spec, cohort)
     spec = _resolve_cutoff(spec, cohort)
     development, folds, held = _partition(cohort, spec, frame)

@@ -248,5 +248,7 @@ def sampling_density(
 
 
 def resolve_timeline_spec(spec: StudySpec, table: TimelineTable) -> StudySpec:
-    """``spec`` with the timeline table's feature columns and kinds declared."""
+    """``spec`` with the timeline table's feature columns and kinds declared, to build the
+    cohort from; the study keeps its own spec (features derived, not listed), so the
+    resolved spec it saves runs again as written."""
     return spec.model_copy(update={"features": table.kinds})
