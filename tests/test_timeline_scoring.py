@@ -125,9 +125,10 @@ def post_events(client, events: list[dict], **extra):
 def test_the_model_directory_records_its_timeline(study):
     timeline = timeline_of(study.loaded)
     assert timeline.index.offset == "24h" and timeline.step == "4h"
-    kinds = study.loaded.metadata.spec["features"]
+    kinds = {f["name"]: f["kind"] for f in study.loaded.metadata.data_schema["features"]}
     assert set(kinds.values()) == {"numeric", "sequence"}
     assert list(kinds) == study.loaded.metadata.feature_names
+    assert study.loaded.metadata.spec["features"] is None  # derived from timeline:
 
 
 @pytest.mark.slow
