@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["foundation", "hybrid", "trust", "imaging", "wearables", "text_genomics", "serve"]
+ORDER = ["foundation", "hybrid", "trust", "imaging", "wearables", "text_genomics", "ehr", "serve"]
 HEADER = """# Benchmark results
 
 Each section is written by `benchmarks/<area>.py` (see the command in it) into
