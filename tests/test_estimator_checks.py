@@ -370,6 +370,18 @@ _WINDOW_NETWORK = {
     **_each(SPARSE, "estimator_sparse_tag estimator_sparse_array estimator_sparse_matrix"),
     **_each(ROW_COUNT, "classifiers_train"),
 }
+# checks that feed generated numeric arrays where a transformer reads file or reading
+# references, and checks of fitting that a lazily fitted transformer cannot fail
+_NUMERIC_ARRAY_CHECKS = (
+    "fit_score_takes_y estimators_dtypes dtype_object pipeline_consistency estimators_pickle "
+    "f_contiguous_array_estimator transformer_data_not_an_array transformer_general "
+    "transformer_preserve_dtypes methods_sample_order_invariance methods_subset_invariance "
+    "dict_unchanged fit_idempotent fit2d_predict1d"
+)
+_LAZY_FIT_CHECKS = (
+    "complex_data estimators_empty_data_messages estimators_nan_inf estimator_sparse_tag fit1d"
+)
+
 EXPECTED_FAILURES: dict[str, dict[str, str]] = {
     **{
         name: _IMAGE_PIPELINE | (_IMAGE_DECISION if decides else {})
@@ -498,18 +510,12 @@ EXPECTED_FAILURES: dict[str, dict[str, str]] = {
     "loader.ImageLoader": {
         **_each(
             IMAGE_FILES,
-            "fit_score_takes_y estimators_dtypes dtype_object "
-            "pipeline_consistency estimators_pickle "
-            "f_contiguous_array_estimator transformer_data_not_an_array "
-            "transformer_general transformer_preserve_dtypes "
-            "methods_sample_order_invariance methods_subset_invariance "
-            "dict_unchanged fit_idempotent fit2d_predict1d"
+            _NUMERIC_ARRAY_CHECKS
         ),
         **_each(NO_N_FEATURES, "n_features_in_after_fitting n_features_in"),
         **_each(
             LAZY_FIT,
-            "complex_data estimators_empty_data_messages estimators_nan_inf "
-            "estimator_sparse_tag fit1d"
+            _LAZY_FIT_CHECKS
         ),
     },
     "transfer.ImageTransferClassifier": {
@@ -578,8 +584,7 @@ EXPECTED_FAILURES: dict[str, dict[str, str]] = {
         **_each(NO_N_FEATURES, "n_features_in_after_fitting n_features_in"),
         **_each(
             LAZY_FIT,
-            "complex_data estimators_empty_data_messages estimators_nan_inf "
-            "estimator_sparse_tag fit1d"
+            _LAZY_FIT_CHECKS
         ),
         **_each(PREDICT_1D, "fit2d_predict1d"),
     },
@@ -590,18 +595,12 @@ EXPECTED_FAILURES: dict[str, dict[str, str]] = {
     "resting.RestingHeartRate": {
         **_each(
             READINGS,
-            "fit_score_takes_y estimators_dtypes dtype_object "
-            "pipeline_consistency estimators_pickle "
-            "f_contiguous_array_estimator transformer_data_not_an_array "
-            "transformer_general transformer_preserve_dtypes "
-            "methods_sample_order_invariance methods_subset_invariance "
-            "dict_unchanged fit_idempotent fit2d_predict1d"
+            _NUMERIC_ARRAY_CHECKS
         ),
         **_each(NO_N_FEATURES, "n_features_in_after_fitting n_features_in"),
         **_each(
             LAZY_FIT,
-            "complex_data estimators_empty_data_messages estimators_nan_inf "
-            "estimator_sparse_tag fit1d"
+            _LAZY_FIT_CHECKS
         ),
         **_each(NOT_FITTED, "fit_check_is_fitted"),
     },

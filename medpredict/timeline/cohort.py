@@ -51,6 +51,7 @@ from medpredict.timeline.events import (
     STANDARD_CODES,
 )
 from medpredict.timeline.spec import TimelineSpec, duration
+from medpredict.timeline.validate import moment_of
 
 
 @dataclass(frozen=True)
@@ -270,10 +271,8 @@ def events_in_window(
 
 def _age(events, samples, age_code) -> pd.Series:
     births = events.loc[events["code"] == BIRTH].groupby("subject_id")["time"].min()
-    from_birth = pd.Series(np.nan, index=samples.index)
-    if len(births):
-        birth = samples["subject_id"].map(births)
-        from_birth = (samples["index_time"] - birth) / pd.Timedelta(days=365.25)
+    birth = moment_of(samples["subject_id"], births)
+    from_birth = (samples["index_time"] - birth) / pd.Timedelta(days=365.25)
     static = events.loc[(events["code"] == age_code) & events["time"].isna()]
     stated = samples["subject_id"].map(static.groupby("subject_id")["numeric_value"].first())
     return from_birth.fillna(stated.astype("float64"))

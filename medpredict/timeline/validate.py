@@ -270,8 +270,31 @@ def _mark_ranges(candidates, code, value, ranges, mark) -> None:
     mark(np.nan_to_num(outside, nan=0).astype(bool), IMPLAUSIBLE)
 
 
-def _moment_of(subject: pd.Series, moments: pd.Series) -> pd.Series:
-    """Each row's subject's moment (NaT where the subject has none)."""
+def times_with_reasons(text: pd.Series, shaped: np.ndarray) -> tuple[pd.Series, pd.Series]:
+    """ISO 8601 ``text`` as naive UTC ``datetime64[us]``, and per value None or its reason.
+
+    Only values where ``shaped`` (the source's accepted time formats) are parsed: the
+    others are :data:`UNPARSEABLE_TIME`; a shaped value that is no real moment
+    (30 February) is :data:`IMPOSSIBLE_TIME`. Times with a UTC offset become UTC.
+
+    Examples
+    --------
+    >>> text = pd.Series(["2020-01-01T08:00:00+02:00", "2020-02-30", "noon"])
+    >>> times, reasons = times_with_reasons(text, np.array([True, True, False]))
+    >>> [str(t) for t in times], reasons.tolist()
+    (['2020-01-01 06:00:00', 'NaT', 'NaT'], [None, 'impossible time', 'unparseable time'])
+    """
+    time = pd.to_datetime(text.where(shaped), format="ISO8601", utc=True, errors="coerce")
+    time = time.dt.tz_localize(None).astype("datetime64[us]")
+    reason = np.full(len(text), None, dtype=object)
+    reason[~shaped] = UNPARSEABLE_TIME
+    reason[shaped & time.isna().to_numpy()] = IMPOSSIBLE_TIME
+    reason = pd.Series(reason, index=text.index, dtype=object)
+    return time.where(reason.isna()), reason
+
+
+def moment_of(subject: pd.Series, moments: pd.Series) -> pd.Series:
+    """Each row's subject's moment from ``moments`` (by subject id; NaT where none)."""
     if moments.empty:
         return pd.Series(pd.NaT, index=subject.index, dtype="datetime64[us]")
     return subject.map(moments)
@@ -288,7 +311,7 @@ def _mark_life(candidates, code, open_, mark) -> None:
         return
     subject = candidates["subject_id"]
     time = candidates["time"]
-    birth, death = (_moment_of(subject, life[marker]) for marker in (BIRTH, DEATH))
+    birth, death = (moment_of(subject, life[marker]) for marker in (BIRTH, DEATH))
     mark(((time < birth) & (code != BIRTH)).fillna(False).to_numpy(dtype=bool), BEFORE_BIRTH)
     after = (time.dt.normalize() > death) & (code != DEATH)
     mark(after.fillna(False).to_numpy(dtype=bool), AFTER_DEATH)

@@ -87,6 +87,7 @@ from medpredict.timeline.validate import (
     UNPARSEABLE_VALUE,
     Range,
     screen,
+    times_with_reasons,
 )
 
 LOINC_SYSTEM = "http://loinc.org"
@@ -445,13 +446,7 @@ def parse_fhir_times(text: pd.Series) -> tuple[pd.Series, pd.Series]:
     shaped = text.str.fullmatch(_FHIR_TIME).to_numpy(dtype=bool)
     padded = text.where(text.str.len() != 4, text + "-01-01")
     padded = padded.where(padded.str.len() != 7, padded + "-01")
-    time = pd.to_datetime(padded.where(shaped), format="ISO8601", utc=True, errors="coerce")
-    time = time.dt.tz_localize(None).astype("datetime64[us]")
-    reason = np.full(len(text), None, dtype=object)
-    reason[~shaped] = UNPARSEABLE_TIME
-    reason[shaped & time.isna().to_numpy()] = IMPOSSIBLE_TIME
-    reason = pd.Series(reason, dtype=object)
-    return time.where(reason.isna()), reason
+    return times_with_reasons(padded, shaped)
 
 
 def subject_ids(fhir_ids: Iterable[str]) -> pd.DataFrame:

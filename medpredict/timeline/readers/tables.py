@@ -75,6 +75,7 @@ from medpredict.timeline.validate import (
     Range,
     ReadResult,
     screen,
+    times_with_reasons,
 )
 
 MAPPINGS = ("mimic4", "mimic3", "omop")
@@ -771,14 +772,7 @@ def parse_times(text: pd.Series, date_ok: bool | np.ndarray = False):
     text = text.reset_index(drop=True).astype(str).str.strip()
     full = text.str.fullmatch(_DATETIME).to_numpy(dtype=bool)
     bare = text.str.fullmatch(_DATE).to_numpy(dtype=bool) & np.asarray(date_ok, dtype=bool)
-    shaped = full | bare
-    time = pd.to_datetime(text.where(shaped), format="ISO8601", errors="coerce")
-    time = time.astype("datetime64[us]")
-    reason = np.full(len(text), None, dtype=object)
-    reason[~shaped] = UNPARSEABLE_TIME
-    reason[shaped & time.isna().to_numpy()] = IMPOSSIBLE_TIME
-    reason = pd.Series(reason, index=text.index, dtype=object)
-    return time.where(reason.isna()), reason
+    return times_with_reasons(text, full | bare)
 
 
 def _event_codes(rows: pd.DataFrame, event: EventMap):
