@@ -74,7 +74,6 @@ class TimelineTable:
     frame: pd.DataFrame
     kinds: dict[str, str]
     summary: TimelineSummary
-    read: ReadResult
 
 
 def read_source(source: EventSource, ranges: dict[str, Any] | None = None) -> ReadResult:
@@ -182,7 +181,7 @@ def timeline_table(
         samples=samples.drop(columns=[spec.target]).reset_index(drop=True),
         dropped_columns=dropped,
     )
-    return TimelineTable(frame, kinds, summary, read)
+    return TimelineTable(frame, kinds, summary)
 
 
 def codes_of(columns: list[str]) -> tuple[list[str], list[str]]:
