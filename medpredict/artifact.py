@@ -280,10 +280,11 @@ def sign_model(directory: str | Path, key: SigningKey | None = None) -> Verifica
     return _verify(directory, key, require_signature=True)
 
 
-def _read_manifest(directory: Path) -> dict[str, Any]:
+def _read_manifest(directory: Path, required: str | None = MODEL_FILE) -> dict[str, Any]:
     path = directory / MANIFEST_FILE
     if not path.is_file():
-        raise ArtifactError(f"{directory} is not a model directory: {MANIFEST_FILE} is missing")
+        kind = "a model" if required == MODEL_FILE else "a sealed"
+        raise ArtifactError(f"{directory} is not {kind} directory: {MANIFEST_FILE} is missing")
     try:
         manifest = json.loads(path.read_bytes())
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -293,8 +294,8 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
         isinstance(k, str) and isinstance(v, str) for k, v in files.items()
     ):
         raise ArtifactError(f"{path} has no 'files' table of file names and sha256 hashes")
-    if MODEL_FILE not in files:
-        raise ArtifactError(f"{path} does not list {MODEL_FILE}")
+    if required is not None and required not in files:
+        raise ArtifactError(f"{path} does not list {required}")
     return manifest
 
 
@@ -364,6 +365,23 @@ def verify_model(directory: str | Path, require_signature: bool = False) -> Veri
     return verification
 
 
+def seal_directory(directory: str | Path, names: Iterable[str]) -> None:
+    """Write the sha256 manifest (signed when a key is configured) of a directory of
+    outputs that holds no model, such as a forecast."""
+    _write_manifest(Path(directory), names, signing_key())
+
+
+def verify_directory(directory: str | Path, require_signature: bool = False) -> Verification:
+    """Check a sealed directory's files against its manifest and signature.
+
+    Raises
+    ------
+    ArtifactError
+        If the manifest or a listed file is missing, or any hash or the signature differs.
+    """
+    return _verify(Path(directory), signing_key(), require_signature, required=None)
+
+
 def _modified(path: Path, actual: str, expected: str) -> ArtifactError:
     return ArtifactError(
         f"{path} has been modified since it was saved "
@@ -371,14 +389,19 @@ def _modified(path: Path, actual: str, expected: str) -> ArtifactError:
     )
 
 
-def _verify(directory: Path, key: SigningKey | None, require_signature: bool) -> Verification:
+def _verify(
+    directory: Path,
+    key: SigningKey | None,
+    require_signature: bool,
+    required: str | None = MODEL_FILE,
+) -> Verification:
     """The manifest's hashes and signature; callers check the model file's types."""
     if key is not None and _key_inside(directory):
         raise ArtifactError(
             f"the signing key file lies inside {directory}: whoever can write the "
             "directory could then re-sign it; keep the key elsewhere"
         )
-    manifest = _read_manifest(directory)
+    manifest = _read_manifest(directory, required)
     files: dict[str, str] = manifest["files"]
     for name, expected in files.items():
         path = directory / name

@@ -46,6 +46,7 @@ EXTRA_MODULES = {
     "deep": ("medpredict.models.deep", "medpredict.models.hybrid",
              "medpredict.models.feature_hybrids", "medpredict.timeline.sequence"),
     "genomics": (),
+    "forecasting": ("medpredict.forecasting",),
 }
 # What `medpredict run` on a tabular spec, `predict`, `report` and the trust layer import.
 CORE_MODULES = (

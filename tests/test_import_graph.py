@@ -65,14 +65,16 @@ LAYERS = (
     ("medpredict", "medpredict.versions", "medpredict.trusted_types", "medpredict.progress",
      "medpredict.optional", "medpredict.data.errors"),
     ("medpredict.evaluation",),
-    ("medpredict.data", "medpredict.spec", "medpredict.settings", "medpredict.timeline"),
+    ("medpredict.data", "medpredict.spec", "medpredict.settings", "medpredict.timeline",
+     "medpredict.forecasting"),
     ("medpredict.report",),
     ("medpredict.encoders", "medpredict.models", "medpredict.safe_skops",
      "medpredict.model_metadata", "medpredict.artifact", "medpredict.timeline.sequence"),
     ("medpredict.imaging", "medpredict.signals", "medpredict.wearables", "medpredict.trust",
-     "medpredict.predict", "medpredict.timeline.report", "medpredict.timeline.scoring"),
+     "medpredict.predict", "medpredict.timeline.report", "medpredict.timeline.scoring",
+     "medpredict.forecasting.outputs", "medpredict.forecasting.report"),
     ("medpredict.study",),
-    ("medpredict.serve", "medpredict.cli"),
+    ("medpredict.serve", "medpredict.cli", "medpredict.forecasting.cli"),
 )
 
 

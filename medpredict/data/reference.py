@@ -77,6 +77,9 @@ _BREASTMNIST = ReferenceFile(
     Digest("sha256", "5e68d79723fb3a63a399b0a66b66451799fc2eb3651f469cec0b679cfd743b68", 559574),
 )
 
+_FLUSIGHT = Digest(
+    "sha256", "35d93cdb12dbb7a091d576e0d5b8b239138aebf1f686268a9f0200d73c90509c", 571217
+)
 _ABSTRACTS = Digest(
     "sha256", "1eecea73c9ecad292c55e10403bd139fab9580545d6878482997c5564d51ac05", 3586836
 )
@@ -226,6 +229,26 @@ af291eced4116e257af0b73043e83b55d9b42f0d815440a4c5bc72424d2f44e1 511 actual.csv
 a6814b707e5e2c5574ffde83b10a5a2fd81a70406f25e473313e53f91c8dad7c 6621783 set-a.tar.gz
 2613ea60ccda29f87571a7d6b09ad130858a8ccd66325bd073365925026883c2 79219 Outcomes-a.txt
 """,
+            ),
+        ),
+        ReferenceDataset(
+            "flusight",
+            "CDC FluSight weekly confirmed influenza hospital admissions, 50 states, DC, PR, "
+            "US; 2022-02 to 2026-06",
+            "CDC FluSight forecast hub (cdcepi/FluSight-forecast-hub), target-data; NHSN Weekly "
+            "Hospital Respiratory Data",
+            "MIT (hub); NHSN data are US public-domain",
+            # The hub rewrites this file every week with revised counts and publishes no
+            # checksums: a download is accepted only when it matches the copy (as of mid-2026)
+            # that medpredict was developed and benchmarked on; a mirror can serve that copy.
+            (
+                ReferenceFile(
+                    "forecasting/flusight_target_hospital_admissions.csv",
+                    f"{_GITHUB}/cdcepi/FluSight-forecast-hub/main/target-data/"
+                    "target-hospital-admissions.csv",
+                    _FLUSIGHT,
+                    _FLUSIGHT,
+                ),
             ),
         ),
         ReferenceDataset(
