@@ -49,6 +49,11 @@ CAPABILITY_COMMANDS = {
         "signal_windows",
         "Cut annotated ECG records into a study table of labelled windows.",
     ),
+    "forecast": (
+        "medpredict.forecasting.cli",
+        "forecast",
+        "Forecast counts per location (admissions, outbreaks) with calibrated intervals.",
+    ),
     "events": (
         "medpredict.timeline.cli",
         "events",

@@ -1,7 +1,8 @@
 """Counts per location and period, read with every rejected row kept in a quarantine.
 
 Each row of the input either becomes one stored count or one quarantined row with a
-named reason (missing location, unparseable date, off-grid date, missing value,
+named reason (missing location, unparseable date, off-grid date (a time of day, or
+another weekday than the rest of weekly data), missing value,
 unparseable value, negative count, duplicate row); :class:`Counts` refuses to exist
 unless the two add up to the rows read. Two rows for the same location and period with
 different counts are an error naming both rows: medpredict will not guess which is right.
@@ -28,7 +29,8 @@ import pandas as pd
 from medpredict.data.errors import DataError, describe_rows
 from medpredict.forecasting.spec import CountsSource, ForecastSpec
 
-QUARANTINE_COLUMNS = ["row", "location", "date", "value", "reason"]
+# The location of a table without a location column (``data.location: null``).
+SINGLE_SERIES = "all"
 
 
 @dataclass(frozen=True)
@@ -125,16 +127,21 @@ def read_table(path: Path) -> pd.DataFrame:
 
 def counts_from_table(table: pd.DataFrame, source: CountsSource, period_days: int = 7) -> Counts:
     """Screen a raw table into :class:`Counts`; every rejected row is quarantined."""
-    needed = [source.location, source.date, source.value]
+    needed = [c for c in (source.location, source.date, source.value) if c is not None]
     missing = [c for c in needed if c not in table.columns]
     if missing:
         raise DataError(
             f"count table has no column {', '.join(map(repr, missing))} (columns: "
-            f"{', '.join(map(str, table.columns))}); set data.location/date/value in the spec"
+            f"{', '.join(map(str, table.columns))}); set data.location/date/value in the spec "
+            "(data.location: null for a single series)"
         )
+    if source.location is None:
+        location = pd.Series(SINGLE_SERIES, index=table.index, dtype="string")
+    else:
+        location = table[source.location].astype("string").str.strip()
     rows = pd.DataFrame({
         "row": np.arange(len(table)) + 2,
-        "location": table[source.location].astype("string").str.strip(),
+        "location": location,
         "raw_date": table[source.date].astype("string"),
         "raw_value": table[source.value].astype("string").str.strip(),
     })
@@ -147,8 +154,9 @@ def counts_from_table(table: pd.DataFrame, source: CountsSource, period_days: in
     _mark(reason, blank_value, "missing value")
     _mark(reason, rows["value"].isna(), "unparseable value")
     _mark(reason, rows["value"] < 0, "negative count")
+    dated = rows["date"].notna()
+    _mark(reason, dated & (rows["date"] != rows["date"].dt.normalize()), "off-grid date")
     if period_days > 1:
-        dated = rows["date"].notna()
         weekday = rows.loc[dated, "date"].dt.day_of_week.mode()
         if len(weekday):
             _mark(reason, dated & (rows["date"].dt.day_of_week != weekday.iloc[0]), "off-grid date")
@@ -162,6 +170,8 @@ def counts_from_table(table: pd.DataFrame, source: CountsSource, period_days: in
     if len(series):
         grid = pd.date_range(series.index[0], series.index[-1], freq=f"{period_days}D")
         series = series.reindex(grid)
+    if int(series.notna().sum().sum()) != len(kept):
+        raise DataError("counts were lost when aligning periods to the grid; please report this")
     series.index.name = "date"
     series.columns.name = None
     series = series[sorted(series.columns, key=_location_order)].astype(float)

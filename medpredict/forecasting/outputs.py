@@ -113,7 +113,9 @@ def write_forecast_dir(
     latest.insert(0, "model", result.selected)
     put("latest.csv", latest.to_csv(index=False, date_format="%Y-%m-%d"))
     frames = [result.forecasts.long(m).assign(model=m) for m in result.forecasts.models]
-    pd.concat(frames, ignore_index=True).to_parquet(folder / "forecasts.parquet", index=False)
+    rolling = pd.concat(frames, ignore_index=True).astype(
+        {"location": "category", "model": "category", "value": "float32"})
+    rolling.to_parquet(folder / "forecasts.parquet", index=False, compression="zstd")
     names.append("forecasts.parquet")
     put("scores.csv", scores_frame(result.scores).to_csv(index=False))
     by_location = result.by_location.copy()

@@ -2,7 +2,8 @@
 
 Every (location, origin, step) with an observed target is a training row: the recent
 trajectory on the ``log1p`` scale relative to the current level, the location's size,
-where the target period falls in the year, and the step ahead. The target is the change
+the average change across locations, where the target period falls in the year and the
+week (for daily counts), and the step ahead. The target is the change
 in ``log1p`` count from the origin, so large and small locations share one model. A few
 quantile levels are fitted directly (``fit_levels``); the others are interpolated on the
 normal-score scale, which keeps the 23 FluSight levels cheap.
@@ -114,9 +115,10 @@ class PooledLightGBM(Forecaster):
             columns.append(np.stack([np.nanmax(w, axis=0) for w in window]) - level)
             columns.append(np.stack([np.nanmean(logs[: o + 1], axis=0) for o in origins]))
         period = np.asarray(dates[0].to_numpy() + (dates[1] - dates[0]) * (origins + step))
-        angle = 2 * np.pi * pd.DatetimeIndex(period).dayofyear.to_numpy() / 365.25
-        columns.append(np.repeat(np.sin(angle)[:, None], n_loc, axis=1))
-        columns.append(np.repeat(np.cos(angle)[:, None], n_loc, axis=1))
+        target = pd.DatetimeIndex(period)
+        angle = 2 * np.pi * target.day_of_year.to_numpy() / 365.25
+        for calendar in (np.sin(angle), np.cos(angle), target.day_of_week.to_numpy()):
+            columns.append(np.repeat(calendar[:, None], n_loc, axis=1))
         columns.append(np.full_like(level, step))
         return np.stack([c.ravel() for c in columns], axis=1)
 

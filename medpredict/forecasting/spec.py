@@ -36,7 +36,10 @@ class CountsSource(_Strict):
     dataset: str | None = Field(
         None, description="Bundled dataset: `flusight` (CDC FluSight weekly flu admissions)."
     )
-    location: str = Field("location", description="Column naming the location (state, ward).")
+    location: str | None = Field(
+        "location",
+        description="Column naming the location (state, ward); null for a single series.",
+    )
     date: str = Field("date", description="Column with the end date of each period.")
     value: str = Field("value", description="Column with the count in that period.")
     location_name: str | None = Field(
@@ -110,7 +113,8 @@ class Recalibration(_Strict):
 
 
 class ForecastSpec(_Strict):
-    """A population forecast: counts per location and period, horizons, quantiles, models."""
+    """A forecast spec (`medpredict forecast`): counts per location and period, horizons,
+    quantiles, models and the rolling-origin evaluation."""
 
     name: str = Field(description="Name of the forecast; used for output files and serving.")
     data: CountsSource = Field(description="Where the counts come from.")
@@ -139,7 +143,8 @@ class ForecastSpec(_Strict):
     )
     models: list[ForecastModel] = Field(
         default_factory=lambda: [ForecastModel(name=n) for n in DEFAULT_MODELS],
-        description="Forecasters to evaluate; the last with the lowest WIS is selected.",
+        description="Forecasters to evaluate; the one with the lowest relative WIS over the "
+        "scored seasons makes the latest forecast.",
     )
     evaluation: Evaluation = Field(default_factory=Evaluation)
     recalibration: Recalibration = Field(default_factory=Recalibration)
