@@ -8,7 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["foundation", "hybrid", "trust", "imaging", "wearables", "text_genomics", "ehr", "serve"]
+ORDER = [
+    "foundation", "hybrid", "trust", "imaging", "wearables", "text_genomics", "ehr", "forecasting",
+    "serve",
+]
 HEADER = """# Benchmark results
 
 Each section is written by `benchmarks/<area>.py` (see the command in it) into
