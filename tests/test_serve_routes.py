@@ -24,6 +24,8 @@ ROUTES = {
     ("POST", "/fhir/RiskAssessment/$predict"),
     ("GET", "/cds-services"),
     ("POST", "/cds-services/{service_id}"),
+    ("GET", "/v1/forecasts"),
+    ("GET", "/v1/forecasts/{name}"),
     ("*", "/ui"),  # the web page's static files: a mount answers every method
     ("GET", "/"),
 }
@@ -47,6 +49,11 @@ OPERATIONS = {  # (method, path): (tag, summary, operationId)
     ("post", "/fhir/RiskAssessment/$predict"): (
         "fhir", "FHIR R4: Bundle of Patient + Observations -> RiskAssessment",
         "fhir_predict_fhir_RiskAssessment__predict_post"),
+    ("get", "/v1/forecasts"): (
+        "forecasts", "Served population forecasts", "list_forecasts_v1_forecasts_get"),
+    ("get", "/v1/forecasts/{name}"): (
+        "forecasts", "The latest forecast: quantiles per location",
+        "latest_forecast_v1_forecasts__name__get"),
     ("get", "/cds-services"): (
         "cds-hooks", "CDS Hooks discovery", "cds_discovery_cds_services_get"),
     ("post", "/cds-services/{service_id}"): (

@@ -23,6 +23,8 @@ Examples
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from scipy.stats import norm
@@ -103,15 +105,15 @@ class PooledLightGBM(Forecaster):
         level = logs[origins]
         columns = [level]
         columns += [level - logs[origins - lag] for lag in LAGS]
-        with np.errstate(all="ignore"):
+        with warnings.catch_warnings():  # all-missing windows give NaN features, as meant
+            warnings.simplefilter("ignore", RuntimeWarning)
             recent = np.stack([logs[origins - k] for k in range(4)])
             columns.append(np.nanmean(recent, 0) - level)
-        for lag in (1, 2):
-            change = level - logs[origins - lag]
-            everywhere = np.nanmean(np.where(np.isfinite(change), change, np.nan), axis=1)
-            columns.append(np.repeat(everywhere[:, None], n_loc, axis=1))
-        window = [logs[max(0, o - self.cycle): o + 1] for o in origins]
-        with np.errstate(all="ignore"):
+            for lag in (1, 2):
+                change = level - logs[origins - lag]
+                everywhere = np.nanmean(change, axis=1)
+                columns.append(np.repeat(everywhere[:, None], n_loc, axis=1))
+            window = [logs[max(0, o - self.cycle): o + 1] for o in origins]
             columns.append(np.stack([np.nanmax(w, axis=0) for w in window]) - level)
             columns.append(np.stack([np.nanmean(logs[: o + 1], axis=0) for o in origins]))
         period = np.asarray(dates[0].to_numpy() + (dates[1] - dates[0]) * (origins + step))

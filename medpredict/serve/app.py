@@ -24,6 +24,7 @@ from medpredict.serve.errors import add_error_handlers
 from medpredict.serve.middleware import BodyLimit, RequestLog
 from medpredict.serve.responses import JSONAnswer
 from medpredict.serve.routes import admin, cds, fhir, page, predict, service, timeline
+from medpredict.serve.routes import forecasts as forecast_routes
 from medpredict.serve.state import open_state
 
 logger = logging.getLogger("medpredict.serve")
@@ -61,7 +62,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.predictions.close()
 
 
-def create_app(models: list[str | PathLike[str]], settings: ServeSettings | None = None) -> FastAPI:
+def create_app(
+    models: list[str | PathLike[str]],
+    settings: ServeSettings | None = None,
+    forecasts: list[str | PathLike[str]] | None = None,
+) -> FastAPI:
     """Build the service for the given model directories.
 
     Parameters
@@ -69,6 +74,8 @@ def create_app(models: list[str | PathLike[str]], settings: ServeSettings | None
     models : model directories (see :mod:`medpredict.artifact`); each is verified
         against its manifest before it is served.
     settings : service settings; default :meth:`ServeSettings.from_env`.
+    forecasts : forecast directories (``medpredict forecast`` writes them), verified the
+        same way; their latest forecasts are served at ``/v1/forecasts``.
 
     Examples
     --------
@@ -90,7 +97,7 @@ def create_app(models: list[str | PathLike[str]], settings: ServeSettings | None
         redoc_url=None,
         openapi_url=None if settings.production else "/openapi.json",
     )
-    open_state(app.state, models, settings)
+    open_state(app.state, models, settings, forecasts or [])
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -105,6 +112,7 @@ def create_app(models: list[str | PathLike[str]], settings: ServeSettings | None
     app.include_router(predict.predict_router(app.state.store, settings))
     app.include_router(fhir.router)
     app.include_router(timeline.router)
+    app.include_router(forecast_routes.router)
     app.include_router(cds.router)
     app.include_router(page.router)
     add_error_handlers(app)

@@ -22,10 +22,15 @@ keys_app = typer.Typer(help="Manage API keys (stored hashed).", no_args_is_help=
 
 def serve_command(
     model: Annotated[
-        list[Path],
+        list[Path] | None,
         typer.Option("--model", help="Model directory to serve (repeat for several).",
                      exists=True, file_okay=False),
-    ],
+    ] = None,
+    forecast: Annotated[
+        list[Path] | None,
+        typer.Option("--forecast", help="Forecast directory to serve (repeat for several).",
+                     exists=True, file_okay=False),
+    ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     keys_file: Annotated[
@@ -63,8 +68,12 @@ def serve_command(
         fhir_mapping_file=fhir_mapping,
         allow_anonymous=allow_anonymous or None,
     )
+    if not model and not forecast:
+        typer.echo("error: give at least one --model or --forecast directory", err=True)
+        raise typer.Exit(2)
     try:
-        serve(list(model), settings, host, port, ssl_certfile, ssl_keyfile)
+        serve(list(model or []), settings, host, port, ssl_certfile, ssl_keyfile,
+              forecasts=list(forecast or []))
     except ValueError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None

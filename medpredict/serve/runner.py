@@ -27,14 +27,15 @@ def serve(
     ssl_certfile: Path | None = None,
     ssl_keyfile: Path | None = None,
     log_level: str = "info",
+    forecasts: list[str | Path] | None = None,
 ) -> None:
-    """Serve ``models`` until interrupted (one process; models are loaded once).
+    """Serve ``models`` and ``forecasts`` until interrupted (one process; loaded once).
 
     uvicorn's access log is off: it would log query strings. The service's own
     request log records method, path, status, duration and caller id only.
     """
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
-    app = create_app(models, settings)
+    app = create_app(models, settings, forecasts)
     uvicorn.run(
         app,
         host=host,

@@ -1,10 +1,10 @@
 """The service's shared state, and the dependencies that hand it and the caller to routes.
 
 :func:`open_state` puts one of each object on ``app.state``: the model ``store``,
-the FHIR ``mappings``, the ``auth`` checks, the ``audit`` log, the ``predictions``
-queue and the ``settings``. A route asks for what it needs by annotation
-(``store: Store``, ``principal: Clinician``); every dependency here runs on the
-event loop, so none costs a worker thread.
+the latest population ``forecasts``, the FHIR ``mappings``, the ``auth`` checks, the
+``audit`` log, the ``predictions`` queue and the ``settings``. A route asks for what it
+needs by annotation (``store: Store``, ``principal: Clinician``); every dependency here
+runs on the event loop, so none costs a worker thread.
 
 Examples
 --------
@@ -29,7 +29,8 @@ import yaml
 from fastapi import Depends, Path, Request
 from starlette.datastructures import State
 
-from medpredict.artifact import MAPPING_FILE
+from medpredict.artifact import MAPPING_FILE, ArtifactError
+from medpredict.forecasting.outputs import read_latest
 from medpredict.serve.audit import AuditLog, input_hash
 from medpredict.serve.auth import Principal
 from medpredict.serve.batching import PredictionQueue
@@ -88,17 +89,43 @@ def fhir_mappings(store: ModelStore, settings: ServeSettings) -> dict[str, FhirM
     return mappings
 
 
-def open_state(
-    state: State, models: Sequence[str | PathLike[str]], settings: ServeSettings
-) -> None:
-    """Load and verify ``models``, then open the credentials and audit log, into ``state``.
+def load_forecasts(folders: Sequence[str | PathLike[str]]) -> dict[str, dict[str, Any]]:
+    """The latest forecast of each directory by name, each checked against its manifest.
 
     Raises
     ------
     ValueError
-        When two directories hold models of one name, a FHIR mapping does not fit
-        its model, or no credentials are configured.
+        When a directory fails its manifest check or two hold forecasts of one name.
     """
+    documents: dict[str, dict[str, Any]] = {}
+    for folder in folders:
+        try:
+            document = read_latest(folder)
+        except (ArtifactError, FileNotFoundError) as err:
+            raise ValueError(f"forecast directory {folder}: {err}") from None
+        if document["name"] in documents:
+            raise ValueError(f"two forecast directories are named {document['name']!r}")
+        documents[document["name"]] = document
+    return documents
+
+
+def open_state(
+    state: State,
+    models: Sequence[str | PathLike[str]],
+    settings: ServeSettings,
+    forecasts: Sequence[str | PathLike[str]] = (),
+) -> None:
+    """Load and verify ``models`` and ``forecasts``, then open the credentials and audit
+    log, into ``state``.
+
+    Raises
+    ------
+    ValueError
+        When two directories hold models (or forecasts) of one name, a directory fails
+        its manifest check, a FHIR mapping does not fit its model, or no credentials are
+        configured.
+    """
+    state.forecasts = load_forecasts(forecasts)
     store = ModelStore(list(models), settings)
     state.store = store
     state.mappings = fhir_mappings(store, settings)
