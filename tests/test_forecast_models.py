@@ -12,13 +12,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from scipy.stats import norm
 from typer.testing import CliRunner
 
-from medpredict.artifact import ArtifactError
+from medpredict.artifact import ArtifactError, verify_directory
 from medpredict.cli import app
 from medpredict.data.errors import SpecError
 from medpredict.evaluation.quantile_scores import (
     FLUSIGHT_LEVELS,
+    central_widths,
     check_levels,
     interval_coverage,
     weighted_interval_score,
@@ -30,6 +32,7 @@ from medpredict.forecasting.outputs import read_latest, write_forecast_dir
 from medpredict.forecasting.pooled import PooledLightGBM
 from medpredict.forecasting.rolling import rolling_forecasts
 from medpredict.forecasting.runner import run_forecast
+from medpredict.forecasting.scoring import coverages
 from medpredict.forecasting.spec import ForecastSpec
 
 LEVELS = np.array([0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975])
@@ -60,27 +63,70 @@ def spec_for(models, **extra) -> ForecastSpec:
         "evaluation": {"bootstrap": 50, **extra.pop("evaluation", {})}, **extra})
 
 
-def test_wis_is_the_interval_score_of_bracher_et_al():
-    rng = np.random.default_rng(1)
-    y = rng.poisson(50, 200).astype(float)
-    q = np.sort(rng.normal(50, 15, (200, len(LEVELS))), axis=1)
-    score = 0.5 * np.abs(y - q[:, 3])
-    for k in range(3):
-        alpha, low, high = 2 * LEVELS[k], q[:, k], q[:, -1 - k]
+def bracher_wis(y: np.ndarray, q: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """WIS from the median and the central intervals (Bracher et al. 2021, eq. 2)."""
+    k_intervals = len(levels) // 2
+    score = 0.5 * np.abs(y - q[:, k_intervals])
+    for k in range(k_intervals):
+        alpha, low, high = 2 * levels[k], q[:, k], q[:, -1 - k]
         interval = (high - low) + 2 / alpha * ((low - y) * (y < low) + (y - high) * (y > high))
         score += alpha / 2 * interval
-    np.testing.assert_allclose(weighted_interval_score(y, q, LEVELS), score / 3.5)
-    assert weighted_interval_score(np.array([7.0]), np.full((1, 7), 7.0), LEVELS)[0] == 0
+    return score / (k_intervals + 0.5)
 
 
-def test_coverage_and_level_checks():
+@pytest.mark.parametrize("levels", [LEVELS, np.asarray(FLUSIGHT_LEVELS)], ids=["7", "23"])
+def test_wis_is_the_interval_score_of_bracher_et_al(levels):
+    """Synthetic random forecasts, many of them missing the observation on either side."""
+    rng = np.random.default_rng(1)
+    y = rng.poisson(50, 500).astype(float)
+    q = np.sort(rng.normal(50, 15, (500, len(levels))), axis=1)
+    expected = bracher_wis(y, q, levels)
+    assert (y < q[:, 0]).any() and (y > q[:, -1]).any()
+    np.testing.assert_allclose(weighted_interval_score(y, q, levels), expected, rtol=1e-12)
+
+
+def test_wis_of_a_perfect_point_forecast_is_zero():
+    point = np.full((2, len(LEVELS)), 7.0)
+    wis = weighted_interval_score(np.array([7.0, 9.0]), point, LEVELS)
+    assert wis[0] == 0
+    assert wis[1] == pytest.approx(2.0)  # a point forecast's WIS is its absolute error
+
+
+def test_interval_coverage_includes_the_bounds():
     q = np.array([[1, 2, 3, 4, 5, 6, 7]], dtype=float)
-    assert interval_coverage(np.array([1.5]), q, LEVELS, 0.95).tolist() == [True]
-    assert interval_coverage(np.array([1.5]), q, LEVELS, 0.5).tolist() == [False]
-    for bad in ([0.2, 0.5, 0.9], [0.5, 0.25, 0.75], [0.0, 0.5, 1.0]):
-        with pytest.raises(ValueError):
-            check_levels(np.array(bad))
-    assert len(FLUSIGHT_LEVELS) == 23
+    y = np.array([1.0, 1.5, 2.9, 3.0, 5.0, 5.1, 7.0, 7.5])
+    q = np.repeat(q, len(y), axis=0)
+    assert interval_coverage(y, q, LEVELS, 0.95).tolist() == [1, 1, 1, 1, 1, 1, 1, 0]
+    assert interval_coverage(y, q, LEVELS, 0.5).tolist() == [0, 0, 0, 1, 1, 0, 0, 0]
+    with pytest.raises(ValueError, match="no quantile levels bound a central 90% interval"):
+        interval_coverage(y, q, LEVELS, 0.9)
+
+
+@pytest.mark.parametrize(
+    ("levels", "message"),
+    [
+        ([0.2, 0.5, 0.9], "symmetric"),
+        ([0.25, 0.75], "symmetric around a median"),
+        ([0.5, 0.25, 0.75], "increasing"),
+        ([0.25, 0.25, 0.5, 0.75, 0.75], "increasing"),
+        ([], "non-empty"),
+        ([0.0, 0.5, 1.0], "strictly between 0 and 1"),
+    ],
+)
+def test_check_levels_refuses_bad_levels(levels, message):
+    with pytest.raises(ValueError, match=message):
+        check_levels(np.array(levels))
+
+
+def test_flusight_levels_and_their_central_widths():
+    levels = np.asarray(FLUSIGHT_LEVELS)
+    check_levels(levels)
+    assert len(levels) == 23 and levels[11] == 0.5
+    widths = [round(0.1 * k, 1) for k in range(1, 10)] + [0.95, 0.98]
+    assert central_widths(levels) == widths
+    assert central_widths(LEVELS) == [0.5, 0.8, 0.95]
+    assert coverages(levels) == [0.5, 0.95]
+    assert coverages(np.array([0.1, 0.5, 0.9])) == []
 
 
 def test_flusight_baseline_is_flat_rounded_outward_and_widening():
@@ -97,9 +143,42 @@ def test_flusight_baseline_is_flat_rounded_outward_and_widening():
     assert np.isnan(FluSightBaseline().predict(history, [1], LEVELS)[0]).all()
 
 
+def test_flusight_baseline_floors_below_and_ceils_above_the_median():
+    """Synthetic: counts alternating 10, 10.5, so every change is ±0.5 and each quantile of
+    the random walk is known exactly before rounding (step 2: 9.5, 10.5 or 11.5)."""
+    history = pd.DataFrame({"a": np.tile([10.0, 10.5], 15)},
+                           index=pd.date_range("2024-01-06", periods=30, freq="7D"))
+    levels = np.array([0.05, 0.1, 0.4, 0.5, 0.6, 0.9, 0.95])
+    q = FluSightBaseline().predict(history, [1, 2], levels)[0]
+    np.testing.assert_array_equal(q[0], [10, 10, 10, 10.5, 11, 11, 11])
+    np.testing.assert_array_equal(q[1], [9, 9, 10, 10.5, 11, 12, 12])
+
+
+def test_flusight_baseline_is_symmetric_non_negative_and_skips_short_histories():
+    """Synthetic: a random walk drifting upwards (symmetrised changes must cancel the drift),
+    small counts near zero, and a location with 8 observed periods."""
+    rng = np.random.default_rng(5)
+    index = pd.date_range("2020-01-04", periods=300, freq="7D")
+    history = pd.DataFrame({"walk": 3000 + np.cumsum(rng.normal(15, 25, 300)),
+                            "small": rng.poisson(1.5, 300).astype(float),
+                            "short": np.where(np.arange(300) >= 292, 40.0, np.nan)}, index=index)
+    baseline = FluSightBaseline(n_paths=20_000)
+    baseline.min_history = 12
+    levels = np.asarray(FLUSIGHT_LEVELS)
+    q = baseline.predict(history, [1, 2, 3, 4], levels)
+    median = q[0, :, 11:12]
+    above, below = (q[0, :, ::-1] - median)[:, :11], (median - q[0])[:, :11]
+    # Monte Carlo error is ~1% of a width here; rounding adds under 1 on each side
+    assert np.all(np.abs(above - below) <= 0.1 * (above + below) + 2)
+    assert np.all(np.diff(above + below, axis=0) > 0)
+    assert q[1].min() == 0 and np.all(q[1] >= 0) and q[1, 0, 11] == history["small"].iloc[-1]
+    assert np.isnan(q[2]).all()
+
+
 @pytest.mark.parametrize("model", [ETS(), Theta(), Arima(), SeasonalNaive(), PooledLightGBM(
     n_estimators=30)])
 def test_models_give_ordered_non_negative_quantiles_and_skip_short_histories(model):
+    """Synthetic seasonal panel; one location has fewer observed periods than min_history."""
     history = panel()
     history.iloc[:-8, 3] = np.nan  # L3 has 8 observed periods only
     model.min_history = 12
@@ -112,6 +191,7 @@ def test_models_give_ordered_non_negative_quantiles_and_skip_short_histories(mod
 
 @pytest.fixture(scope="module")
 def seasonal_run():
+    """A full run on a synthetic panel whose epidemics recur every 52 weeks."""
     series = panel(periods=170)
     spec = spec_for(["flusight_baseline", "theta", "lightgbm", "ensemble"],
                     evaluation={"seasons": [{"name": "s", "start": "2024-10-05",
@@ -123,45 +203,94 @@ def seasonal_run():
 def test_lightgbm_beats_the_baseline_on_seasonal_epidemics(seasonal_run):
     _, _, result = seasonal_run
     scores = result.scores.set_index(["model", "block"])
-    # observed here: 0.21 (theta 0.83); a model no better than the flat baseline is near 1
+    # observed here: 0.21 (95% CI 0.17-0.29; theta 0.83); no better than the baseline is 1
     assert scores.loc[("lightgbm", "s"), "relative_wis"].value < 0.5
     assert scores.loc[("lightgbm", "s"), "coverage_95"].value > 0.8
+    assert scores.loc[("flusight_baseline", "s"), "relative_wis"].value == pytest.approx(1.0)
     assert result.selected in {"lightgbm", "ensemble"}
 
 
 def test_no_forecast_sees_data_after_its_date(seasonal_run):
+    """Counts after ``cut`` multiplied by 5: forecasts dated up to ``cut + lag`` (whose data
+    end by ``cut``, and whose recalibration uses targets observed by then) must not move."""
     spec, series, result = seasonal_run
     cut = pd.Timestamp("2024-12-07")
     changed = series.copy()
     changed.loc[changed.index > cut] *= 5
     again = run_forecast(spec, counts_from_table(long_table(changed), spec.data), quiet=True)
-    known = result.forecasts.dates <= cut + spec.lag * result.forecasts.period
-    assert known.sum() > 10 and (~known).sum() > 10
+    dates = result.forecasts.dates
+    assert again.forecasts.dates.equals(dates)
+    known = dates <= cut + spec.lag * result.forecasts.period
+    first_unknown = int(np.argmin(known))
+    assert known.sum() > 30 and (~known).sum() > 10 and not known[first_unknown:].any()
+    assert set(result.forecasts.models) == {"flusight_baseline", "theta", "lightgbm", "ensemble"}
     for model in result.forecasts.models:
-        np.testing.assert_array_equal(result.forecasts.values[model][known],
-                                      again.forecasts.values[model][known])
-        assert not np.array_equal(result.forecasts.values[model][~known],
-                                  again.forecasts.values[model][~known], equal_nan=True)
+        before, after = result.forecasts.values[model], again.forecasts.values[model]
+        np.testing.assert_array_equal(before[known], after[known], err_msg=model)
+        assert not np.allclose(before[first_unknown], after[first_unknown], equal_nan=True), model
 
 
-def test_conformal_recalibration_repairs_narrow_intervals():
+def test_the_compared_forecasts_were_recalibrated(seasonal_run):
+    """The no-peeking test compares recalibrated intervals: raw Theta differs from them."""
+    _, series, result = seasonal_run
+    dates = result.forecasts.dates[30:33]
+    raw = rolling_forecasts(spec_for(["flusight_baseline", "theta"]), series, dates,
+                            quiet=True, n_jobs=1).values["theta"]
+    recalibrated = result.forecasts.values["theta"][30:33]
+    np.testing.assert_allclose(raw[..., 3], recalibrated[..., 3], rtol=1e-12)
+    assert not np.allclose(raw[..., 0], recalibrated[..., 0])
+
+
+@pytest.fixture(scope="module")
+def narrow():
+    """Synthetic forecasts centred on the truth's mean but five times too narrow, for 5
+    locations and horizons 0 and 2, with their recalibration (lag 1, window 20)."""
     rng = np.random.default_rng(3)
-    truth = rng.poisson(100, (60, 5, 1)).astype(float)
-    centre = np.full((60, 5, 1, 1), 100.0)
-    narrow = centre * np.exp(0.02 * np.array([-2, -1.3, -0.7, 0, 0.7, 1.3, 2]))
-    fixed = conformal_intervals(narrow, truth, LEVELS, horizons=[0], lag=1, window=20)
+    truth = rng.poisson(100, (60, 5, 2)).astype(float)
+    values = np.full((60, 5, 2, 1), 100.0) * np.exp(0.02 * norm.ppf(LEVELS))
+    fixed = conformal_intervals(values, truth, LEVELS, horizons=[0, 2], lag=1, window=20)
+    return truth, values, fixed
 
-    def coverage(values, dates):
-        q = values[dates].reshape(-1, len(LEVELS))
-        return interval_coverage(truth[dates].ravel(), q, LEVELS, 0.95).mean()
 
+def _coverage95(values: np.ndarray, truth: np.ndarray) -> float:
+    return float(interval_coverage(truth.ravel(), values.reshape(-1, len(LEVELS)), LEVELS,
+                                   0.95).mean())
+
+
+def test_conformal_recalibration_repairs_narrow_intervals(narrow):
+    truth, values, fixed = narrow
     later = slice(30, 60)
-    assert coverage(narrow, later) < 0.6 and coverage(fixed, later) >= 0.85
-    np.testing.assert_allclose(fixed[..., 3], narrow[..., 3])
-    np.testing.assert_allclose(fixed[:4], narrow[:4])  # fewer than 20 past scores
+    for j in range(2):
+        before = _coverage95(values[later, :, j], truth[later, :, j])
+        after = _coverage95(fixed[later, :, j], truth[later, :, j])
+        assert before < 0.6 and after >= 0.85, (j, before, after)
+    np.testing.assert_allclose(fixed[..., 3], values[..., 3], rtol=1e-12)
+
+
+def test_conformal_recalibration_waits_for_20_past_scores(narrow):
+    _, values, fixed = narrow
+    for j, h in enumerate([0, 2]):
+        # date d knows the targets of dates up to d - h - 1, 5 scores each: 20 from d = 4 + h
+        first = 4 + h
+        np.testing.assert_allclose(fixed[:first, :, j], values[:first, :, j], rtol=1e-12)
+        assert np.all(fixed[first, :, j, 0] < values[first, :, j, 0])
+        assert np.all(fixed[first, :, j, -1] > values[first, :, j, -1])
+
+
+def test_conformal_recalibration_uses_only_targets_observed_by_then(narrow):
+    truth, values, fixed = narrow
+    later = truth.copy()
+    later[40:] *= 10
+    again = conformal_intervals(values, later, LEVELS, horizons=[0, 2], lag=1, window=20)
+    for j, h in enumerate([0, 2]):
+        # the target of date 40 at horizon h is reported in period 40 + h, known at 41 + h
+        first = 41 + h
+        np.testing.assert_array_equal(again[:first, :, j], fixed[:first, :, j])
+        assert not np.allclose(again[first, :, j], fixed[first, :, j])
 
 
 def test_bottom_up_totals_are_sums_of_members_except_for_the_baseline():
+    """Synthetic: three locations and their exact total ``T``."""
     series = panel(periods=120, locations=3)
     series["T"] = series.sum(axis=1)
     base = {"evaluation": {"seasons": [{"name": "s", "start": "2024-01-06",
@@ -201,6 +330,13 @@ def test_ensemble_members_must_be_models_of_the_spec():
                      quiet=True)
 
 
+def test_an_ensemble_without_members_is_refused():
+    spec = spec_for(["flusight_baseline", "ensemble"])
+    with pytest.raises(SpecError, match="the ensemble has no members"):
+        run_forecast(spec, counts_from_table(long_table(panel(periods=60)), spec.data),
+                     quiet=True, n_jobs=1)
+
+
 def test_rolling_forecasts_use_only_the_cut_data():
     series = panel(periods=60)
     spec = spec_for(["flusight_baseline"], lag=2)
@@ -229,6 +365,7 @@ def test_forecast_directory_is_sealed(seasonal_run, tmp_path):
 
 
 def test_medpredict_forecast_on_flusight_states(tmp_path):
+    """Real FluSight counts: three states and the national total, one 8-week season."""
     spec = {
         "name": "three-states",
         "data": {"dataset": "flusight"},
@@ -236,20 +373,35 @@ def test_medpredict_forecast_on_flusight_states(tmp_path):
         "hierarchy": {"total": "US"},
         "models": ["flusight_baseline", "theta", "lightgbm", "ensemble"],
         "evaluation": {"bootstrap": 50, "seasons": [
-            {"name": "2024-25", "start": "2024-12-07", "end": "2025-02-22"}]},
+            {"name": "2024-25", "start": "2024-12-07", "end": "2025-01-25"}]},
     }
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
     result = CliRunner().invoke(
         app, ["forecast", str(path), "--output-dir", str(tmp_path / "runs"), "--quiet"])
     assert result.exit_code == 0, result.output
-    assert "relative WIS against flusight_baseline" in result.output
+    output = result.output
+    assert "12190 rows read, 12154 stored, 36 quarantined (missing value: 36)" in output
+    assert "relative WIS against flusight_baseline" in output
+    table = output[output.index("relative WIS against"):]
+    for model in spec["models"]:
+        assert model in table
+    assert table.count("(selected)") == 1 and "reference date 2026-07-04" in output
     folder = tmp_path / "runs" / "three-states"
+    verify_directory(folder)
     latest = read_latest(folder)
+    assert latest["reference_date"] == "2026-07-04" and latest["data_through"] == "2026-06-27"
+    assert latest["evaluation"]["forecast_dates"] == 8
     assert {x["name"] for x in latest["locations"]} == {"California", "New York", "Texas", "US"}
+    scores = pd.read_csv(folder / "scores.csv")
+    assert set(scores["model"]) == set(spec["models"]) and set(scores["block"]) == {
+        "2024-25", "all"}
     report = (folder / "report.html").read_text()
     assert "Interval calibration" in report and "California" in report
     spec["evaluation"]["bootstrap"] = -1
     path.write_text(yaml.safe_dump(spec))
-    bad = CliRunner().invoke(app, ["forecast", str(path), "--quiet"])
-    assert bad.exit_code == 2 and "evaluation.bootstrap" in bad.output
+    bad = CliRunner().invoke(
+        app, ["forecast", str(path), "--output-dir", str(tmp_path / "bad"), "--quiet"])
+    assert bad.exit_code == 2, bad.output
+    assert "evaluation.bootstrap: Input should be greater than or equal to 0" in bad.output
+    assert not (tmp_path / "bad").exists()

@@ -85,6 +85,10 @@ def read_counts(spec: ForecastSpec) -> Counts:
     else:
         table = read_table(Path(source.path))
     counts = counts_from_table(table, source, spec.period_days)
+    if spec.hierarchy is not None and spec.hierarchy.total not in counts.locations:
+        raise DataError(
+            f"hierarchy.total {spec.hierarchy.total!r} is not a location in the data"
+        )
     if spec.locations is not None:
         unknown = sorted(set(spec.locations) - set(counts.locations))
         if unknown:
@@ -96,10 +100,6 @@ def read_counts(spec: ForecastSpec) -> Counts:
         if spec.hierarchy is not None and spec.hierarchy.total not in keep:
             keep.append(spec.hierarchy.total)
         counts = Counts(counts.series[keep], counts.names, counts.quarantine, counts.summary)
-    if spec.hierarchy is not None and spec.hierarchy.total not in counts.locations:
-        raise DataError(
-            f"hierarchy.total {spec.hierarchy.total!r} is not a location in the data"
-        )
     return counts
 
 

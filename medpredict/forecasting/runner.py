@@ -130,6 +130,8 @@ def run_forecast(
             missing = sorted(set(members) - set(forecasts.values))
             if missing:
                 raise SpecError(f"ensemble members {', '.join(missing)} are not models here")
+            if not members:
+                raise SpecError("the ensemble has no members: add models besides the baseline")
             forecasts.values[ENSEMBLE] = quantile_average(
                 [forecasts.values[m] for m in members], model.params.get("how", "mean"))
     if spec.hierarchy is not None and spec.hierarchy.method == "bottom_up":
