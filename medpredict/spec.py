@@ -18,10 +18,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from medpredict.data.errors import SpecError
+from medpredict.spec_io import field_problems, read_mapping
 from medpredict.timeline.spec import EventSource, TimelineSpec
 
 FeatureKind = Literal[
@@ -381,13 +381,7 @@ class StudySpec(_Strict):
 def load_spec(path: str | Path) -> StudySpec:
     """Read and validate a YAML study spec; relative data paths resolve from its folder."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise SpecError(f"{path} is not valid YAML: {err}") from err
-    if not isinstance(raw, dict):
-        raise SpecError(f"{path} must contain a mapping of spec fields")
-    return parse_spec(raw, base_dir=path.parent)
+    return parse_spec(read_mapping(path), base_dir=path.parent)
 
 
 def parse_spec(raw: dict[str, Any], base_dir: Path | None = None) -> StudySpec:
@@ -395,10 +389,7 @@ def parse_spec(raw: dict[str, Any], base_dir: Path | None = None) -> StudySpec:
     try:
         spec = StudySpec.model_validate(raw)
     except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}" for e in err.errors()
-        )
-        raise SpecError(f"invalid study spec: {problems}") from None
+        raise SpecError(f"invalid study spec: {field_problems(err)}") from None
     if base_dir is not None:
         for source in (spec.data, spec.validation.external):
             if source is not None and source.path is not None and not source.path.is_absolute():

@@ -63,7 +63,7 @@ def test_no_import_cycles():
 # matching prefix; docs/architecture.md draws the same stack.
 LAYERS = (
     ("medpredict", "medpredict.versions", "medpredict.trusted_types", "medpredict.progress",
-     "medpredict.optional", "medpredict.data.errors"),
+     "medpredict.optional", "medpredict.spec_io", "medpredict.data.errors"),
     ("medpredict.evaluation",),
     ("medpredict.data", "medpredict.spec", "medpredict.settings", "medpredict.timeline",
      "medpredict.forecasting"),

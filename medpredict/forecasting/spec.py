@@ -16,11 +16,11 @@ import datetime as dt
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from medpredict.data.errors import SpecError
 from medpredict.evaluation.quantile_scores import FLUSIGHT_LEVELS, check_levels
+from medpredict.spec_io import field_problems, read_mapping
 
 DEFAULT_MODELS = ("flusight_baseline", "ets", "theta", "lightgbm", "ensemble")
 
@@ -190,18 +190,9 @@ def load_forecast_spec(path: str | Path) -> ForecastSpec:
     """Read and validate a forecast spec; a :class:`SpecError` names each bad field."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise SpecError(f"{path}: not valid YAML ({err})") from None
-    if not isinstance(raw, dict):
-        raise SpecError(f"{path}: a forecast spec is a mapping of fields")
-    try:
-        spec = ForecastSpec.model_validate(raw)
+        spec = ForecastSpec.model_validate(read_mapping(path))
     except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}" for e in err.errors()
-        )
-        raise SpecError(f"{path}: {problems}") from None
+        raise SpecError(f"{path}: {field_problems(err)}") from None
     if spec.data.path is not None and not spec.data.path.is_absolute():
         spec.data.path = (path.parent / spec.data.path).resolve()
     return spec
