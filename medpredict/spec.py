@@ -18,8 +18,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from medpredict.cluster import check_address
 from medpredict.data.errors import SpecError
 from medpredict.spec_io import field_problems, read_mapping
 from medpredict.timeline.spec import EventSource, TimelineSpec
@@ -300,6 +308,19 @@ class StudySpec(_Strict):
         "runs/<name> under the working directory. `medpredict run --output-dir D` writes to "
         "D/<name> instead.",
     )
+    cluster: str | None = Field(
+        None,
+        description="Run the cross-validation fits (candidate x fold) and bootstrap "
+        "resamples on a Dask cluster: local:N starts N worker processes on this machine for "
+        "the run, an address (tcp://host:8786) uses a running scheduler. Results equal "
+        "those of the same spec run without it. `medpredict run --cluster` overrides it; "
+        "needs the cluster extra (docs/scale.md).",
+    )
+
+    @field_validator("cluster")
+    @classmethod
+    def _cluster_address(cls, value: str | None) -> str | None:
+        return None if value is None else check_address(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> StudySpec:

@@ -63,7 +63,8 @@ def test_no_import_cycles():
 # matching prefix; docs/architecture.md draws the same stack.
 LAYERS = (
     ("medpredict", "medpredict.versions", "medpredict.trusted_types", "medpredict.progress",
-     "medpredict.optional", "medpredict.spec_io", "medpredict.data.errors"),
+     "medpredict.optional", "medpredict.spec_io", "medpredict.data.errors",
+     "medpredict.cluster"),
     ("medpredict.evaluation",),
     ("medpredict.data", "medpredict.spec", "medpredict.settings", "medpredict.timeline",
      "medpredict.forecasting"),
@@ -71,7 +72,7 @@ LAYERS = (
     ("medpredict.encoders", "medpredict.models", "medpredict.safe_skops",
      "medpredict.model_metadata", "medpredict.artifact", "medpredict.timeline.sequence"),
     ("medpredict.imaging", "medpredict.signals", "medpredict.wearables", "medpredict.trust",
-     "medpredict.predict", "medpredict.timeline.report", "medpredict.timeline.scoring",
+     "medpredict.predict", "medpredict.batch", "medpredict.timeline.report", "medpredict.timeline.scoring",
      "medpredict.forecasting.outputs", "medpredict.forecasting.report"),
     ("medpredict.study",),
     ("medpredict.serve", "medpredict.cli", "medpredict.forecasting.cli"),

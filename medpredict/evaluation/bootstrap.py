@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
+
+from medpredict.cluster import fan_out
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,9 @@ class Estimate:
 
     def to_dict(self) -> dict[str, float]:
         return {"value": self.value, "low": self.low, "high": self.high}
+
+
+BLOCK = 100  # resamples per block; each block draws from its own seeded stream
 
 
 def resample_counts(
@@ -44,19 +50,33 @@ def resample_counts(
     groups : optional patient id per row; resamples whole patients when given.
 
     Resamples are produced one at a time, so memory does not grow with ``n_boot``.
+    Resample ``i`` belongs to block ``i // BLOCK``, drawn from a stream seeded by
+    ``(seed, block)``, so blocks can be drawn apart (on a cluster) and still give
+    the same resamples.
     """
-    rng = np.random.default_rng(seed)
+    for block, size in _blocks(n_boot):
+        yield from _block_counts(y, seed, groups, block, size)
+
+
+def _blocks(n_boot: int) -> list[tuple[int, int]]:
+    return [(b, min(BLOCK, n_boot - b * BLOCK)) for b in range(-(-n_boot // BLOCK))]
+
+
+def _block_counts(
+    y: np.ndarray, seed: int, groups: np.ndarray | None, block: int, size: int
+) -> Iterator[np.ndarray]:
+    rng = np.random.default_rng([seed, block])
     y = np.asarray(y)
     n = y.size
     if groups is not None:
         _, inverse = np.unique(np.asarray(groups), return_inverse=True)
         n_groups = inverse.max() + 1
-        for _ in range(n_boot):
+        for _ in range(size):
             group_counts = np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)
             yield group_counts[inverse]
         return
     strata = [np.flatnonzero(y == value) for value in np.unique(y)]
-    for _ in range(n_boot):
+    for _ in range(size):
         counts = np.zeros(n, dtype=np.int64)
         for idx in strata:
             counts += np.bincount(idx[rng.integers(0, idx.size, idx.size)], minlength=n)
@@ -130,6 +150,8 @@ def bootstrap_weighted(
     ``metrics(None)`` is the point estimate and ``metrics(counts)`` the value on a
     resample; the resamples are those :func:`bootstrap` draws with the same seed, so
     both give the same intervals. See :class:`medpredict.evaluation.weighted.BinaryScorer`.
+    On a cluster (:mod:`medpredict.cluster`) each block of resamples is one task, with
+    the same intervals.
 
     Examples
     --------
@@ -140,8 +162,21 @@ def bootstrap_weighted(
     >>> est["auroc"].low <= est["auroc"].value <= est["auroc"].high
     True
     """
-    draws = (metrics(counts) for counts in resample_counts(y, n_boot, seed, groups))
-    return _percentile_intervals(metrics(None), draws, alpha)
+    calls = ((metrics, y, seed, groups, block, size) for block, size in _blocks(n_boot))
+    scored = fan_out(_score_block, calls)
+    return _percentile_intervals(metrics(None), chain.from_iterable(scored), alpha)
+
+
+def _score_block(
+    metrics: Callable[[np.ndarray | None], dict[str, float]],
+    y: np.ndarray,
+    seed: int,
+    groups: np.ndarray | None,
+    block: int,
+    size: int,
+) -> list[dict[str, float]]:
+    """The metrics of one block of resamples (one task on a cluster)."""
+    return [metrics(counts) for counts in _block_counts(y, seed, groups, block, size)]
 
 
 def _percentile_intervals(

@@ -48,7 +48,7 @@ from medpredict.study.results import (
 from medpredict.study.search import SearchFailedError, SearchResult, search
 from medpredict.study.validation import (
     CrossValidation,
-    cross_validate,
+    cross_validate_each,
     mark_separation,
     score_with_ci,
     selection_scorer,
@@ -119,27 +119,46 @@ def cross_validated_candidates(
 
     A candidate that fails (building, fitting, predicting or scoring) is recorded with
     the reason and the table rows its error names; ``on_candidate`` sees the results
-    so far after each candidate.
+    so far after each candidate. On a cluster (:mod:`medpredict.cluster`) every
+    candidate x fold fit runs side by side, and each candidate is scored here as soon
+    as its folds are back.
     """
     scored: dict[str, Scored] = {}
     failures: list[CandidateFailure] = []
+    pipelines = {}
     for model in spec.model_specs:
         try:
-            pipeline = build_pipeline(cohort, model, spec)
-            run = cross_validate(
-                pipeline,
-                cohort.X,
-                cohort.y,
-                folds,
-                len(cohort.classes),
-                cohort.groups,
-                cohort.row_numbers,
-                on_fold=on_start(model.name, len(folds)),
-            )
-            scored[model.name] = score(model.name, pipeline, run)
+            pipelines[model.name] = build_pipeline(cohort, model, spec)
         except Exception as err:  # reported with the others' results
             failures.append(failure(model.name, err, "cross-validation"))
+            on_candidate(scored, failures)
+    ticks: dict[str, Callable[[], None]] = {}
+
+    def on_fold(name: str) -> None:
+        if name not in ticks:
+            ticks[name] = on_start(name, len(folds))
+        ticks[name]()
+
+    def on_done(name: str, run: CrossValidation | FoldError) -> None:
+        try:
+            if isinstance(run, FoldError):
+                raise run
+            scored[name] = score(name, pipelines[name], run)
+        except Exception as err:  # reported with the others' results
+            failures.append(failure(name, err, "cross-validation"))
         on_candidate(scored, failures)
+
+    cross_validate_each(
+        pipelines,
+        cohort.X,
+        cohort.y,
+        folds,
+        len(cohort.classes),
+        cohort.groups,
+        cohort.row_numbers,
+        on_fold=on_fold,
+        on_done=on_done,
+    )
     return scored, failures
 
 

@@ -59,6 +59,9 @@ class FoldError(Exception):
         super().__init__(message)
         self.rows = rows
 
+    def __reduce__(self) -> tuple[type, tuple[str, list[int]]]:
+        return type(self), (str(self), self.rows)
+
 
 @dataclass
 class CandidateResult:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from medpredict.cluster import on_cluster
 from medpredict.data.checks import check_columns_present
 from medpredict.data.cohort import Cohort, build_cohort, build_external, load_table
 from medpredict.data.errors import DataError
@@ -275,10 +276,20 @@ def run_study(spec: StudySpec, quiet: bool = False, save: bool = True) -> StudyR
     With ``validation.scheme: fixed`` the folds are one fold (training rows, validation
     rows): candidates are scored on the validation rows, which ``StudyResult.cohort``
     then holds, the selected model is refitted on both, and the test rows are the
-    ``test`` hold-out.
+    ``test`` hold-out. With ``cluster`` set the fits run on that Dask cluster
+    (:mod:`medpredict.cluster`), with the same results.
     """
     started = time.perf_counter()
     check_model_names([m.name for m in spec.model_specs])
+    with on_cluster(spec.cluster):
+        result = _run(spec, quiet, save, started)
+    if save:
+        write_outputs(result)
+    return result
+
+
+def _run(spec: StudySpec, quiet: bool, save: bool, started: float) -> StudyResult:
+    """The study up to its outputs (inside the spec's cluster, if it names one)."""
     timeline = None
     if spec.timeline is not None:
         timeline = timeline_table(spec.data.events, spec, quiet=quiet)
@@ -352,6 +363,4 @@ def run_study(spec: StudySpec, quiet: bool = False, save: bool = True) -> StudyR
         progress.stage("explanations, fairness, conformal sets, model card", total=None)
         result.trust = assess_trust(result)
     result.seconds = time.perf_counter() - started
-    if save:
-        write_outputs(result)
     return result

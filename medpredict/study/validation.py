@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
+from medpredict.cluster import fan_out
 from medpredict.data.cohort import Cohort
 from medpredict.data.errors import DataError, describe_rows
 from medpredict.evaluation.bootstrap import Estimate, bootstrap_weighted
@@ -54,6 +55,13 @@ class CrossValidation:
 
     oof: np.ndarray
     fitted: list[Any]
+    seconds: float
+
+
+@dataclass
+class _FoldFit:
+    proba: np.ndarray
+    model: Any
     seconds: float
 
 
@@ -84,27 +92,111 @@ def cross_validate(
     row_numbers : the table row of each row (default: 1-based positions), named by
         the :class:`FoldError` an error inside a fold becomes.
     before_fold : called with the fold's index before it is fitted (e.g. to stop on a
-        deadline; what it raises propagates unchanged).
+        deadline; what it raises propagates unchanged). On a cluster
+        (:mod:`medpredict.cluster`) folds run side by side, so it is called as each
+        fold is sent.
     on_fold : called after each fold.
+
+    Raises
+    ------
+    FoldError
+        The first fold that failed, naming the fold and the table rows.
+    """
+    run = cross_validate_each(
+        {"model": estimator}, X, y, folds, n_classes, groups, row_numbers,
+        before_fold=before_fold, on_fold=lambda name: on_fold(),
+    )["model"]
+    if isinstance(run, FoldError):
+        raise run
+    return run
+
+
+def cross_validate_each(
+    estimators: dict[str, Any],
+    X: Any,
+    y: np.ndarray,
+    folds: Sequence[Fold],
+    n_classes: int,
+    groups: np.ndarray | None = None,
+    row_numbers: np.ndarray | None = None,
+    before_fold: Callable[[int], None] = lambda k: None,
+    on_fold: Callable[[str], None] = lambda name: None,
+    on_done: Callable[[str, CrossValidation | FoldError], None] = lambda name, run: None,
+) -> dict[str, CrossValidation | FoldError]:
+    """:func:`cross_validate` of every named estimator on the same folds.
+
+    The candidate x fold fits are independent calls (:func:`medpredict.cluster.fan_out`):
+    one after another here, side by side on a cluster, the data sent to each worker
+    once. A candidate whose fold fails gets that fold's :class:`FoldError` instead of
+    a :class:`CrossValidation` (here its remaining folds are skipped); the others go
+    on. ``on_fold`` is called with the name after each of its folds and ``on_done``
+    with the name and its outcome once that is known, in the order of ``estimators``.
     """
     rows = np.arange(1, len(y) + 1) if row_numbers is None else np.asarray(row_numbers)
-    classes = np.arange(n_classes)
-    oof = np.full((len(y), n_classes), np.nan)
-    fitted, seconds = [], 0.0
-    for k, (train, test) in enumerate(folds):
-        before_fold(k)
-        model = clone(estimator)
-        start = time.perf_counter()
-        sub_groups = None if groups is None else groups[train]
-        where = f"fold {k + 1} of {len(folds)}"
+    outcome: dict[str, CrossValidation | FoldError] = {}
+    fits: dict[str, list[_FoldFit]] = {name: [] for name in estimators}
+
+    def calls() -> Iterator[tuple[Any, ...]]:
+        for name, estimator in estimators.items():
+            for k, (train, test) in enumerate(folds):
+                if name in outcome:
+                    break
+                before_fold(k)
+                where = f"fold {k + 1} of {len(folds)}"
+                yield name, estimator, X, y, train, test, n_classes, groups, rows, where
+
+    def collect(result: tuple[str, _FoldFit | FoldError]) -> None:
+        name, fit = result
+        if name in outcome:
+            return
+        if isinstance(fit, FoldError):
+            outcome[name] = fit
+        else:
+            fits[name].append(fit)
+            on_fold(name)
+            if len(fits[name]) < len(folds):
+                return
+            outcome[name] = _assembled(fits[name], folds, len(y), n_classes)
+        on_done(name, outcome[name])
+
+    fan_out(_fit_fold, calls(), on_result=collect)
+    return {name: outcome[name] for name in estimators}
+
+
+def _fit_fold(
+    name: str,
+    estimator: Any,
+    X: Any,
+    y: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    n_classes: int,
+    groups: np.ndarray | None,
+    rows: np.ndarray,
+    where: str,
+) -> tuple[str, _FoldFit | FoldError]:
+    """One fold's fit and predictions; a failure is returned, so other folds go on."""
+    model = clone(estimator)
+    start = time.perf_counter()
+    try:
         with table_rows(f"{where}, training", rows[train]):
+            sub_groups = None if groups is None else groups[train]
             fit_member(model, take_rows(X, train), y[train], sub_groups)
-        seconds += time.perf_counter() - start
+        seconds = time.perf_counter() - start
         with table_rows(f"{where}, predicting", rows[test]):
-            oof[test] = aligned_proba(model, take_rows(X, test), classes)
-        fitted.append(model)
-        on_fold()
-    return CrossValidation(oof, fitted, seconds)
+            proba = aligned_proba(model, take_rows(X, test), np.arange(n_classes))
+    except FoldError as err:
+        return name, err
+    return name, _FoldFit(proba, model, seconds)
+
+
+def _assembled(
+    fits: list[_FoldFit], folds: Sequence[Fold], n_rows: int, n_classes: int
+) -> CrossValidation:
+    oof = np.full((n_rows, n_classes), np.nan)
+    for fit, (_, test) in zip(fits, folds, strict=True):
+        oof[test] = fit.proba
+    return CrossValidation(oof, [fit.model for fit in fits], sum(fit.seconds for fit in fits))
 
 
 @contextmanager
