@@ -164,7 +164,9 @@ def _results_table(results: list[Any]) -> Table:
     return grid
 
 
-def _run_specs(paths: list[Path], quiet: bool, output_dir: Path | None = None) -> list[Any]:
+def _run_specs(
+    paths: list[Path], quiet: bool, output_dir: Path | None = None, cluster: str | None = None
+) -> list[Any]:
     from medpredict.spec import load_spec
     from medpredict.study import run_study
     from medpredict.study.results import nested_text, temporal_text
@@ -174,6 +176,8 @@ def _run_specs(paths: list[Path], quiet: bool, output_dir: Path | None = None) -
         spec = load_spec(path)
         if output_dir is not None:
             spec = spec.model_copy(update={"output_dir": output_dir / spec.name})
+        if cluster is not None:
+            spec = spec.model_copy(update={"cluster": cluster})
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = run_study(spec, quiet=quiet)
@@ -207,10 +211,27 @@ def run(
             "(default: the spec's output_dir, else runs/<study name>)."
         ),
     ] = None,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            help="Run the fits on a Dask cluster: local:N (N worker processes here) or a "
+            "scheduler address such as tcp://10.0.0.5:8786 (overrides the spec's cluster).",
+            callback=lambda value: value if value is None else _cluster_address(value),
+        ),
+    ] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Run a study: validate the data, compare models, report, and save the chosen model."""
-    _run_specs(spec, quiet, output_dir)
+    _run_specs(spec, quiet, output_dir, cluster)
+
+
+def _cluster_address(value: str) -> str:
+    from medpredict.cluster import check_address
+
+    try:
+        return check_address(value)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
 
 
 @app.command()
@@ -236,12 +257,19 @@ def predict(
         Path,
         typer.Option(
             "--input", "-i",
-            help="CSV or Parquet of new patients; for a timeline model, their events: a MEDS "
-            "folder or shard, a CSV/Parquet table with the MEDS columns, or FHIR (.json Bundle, "
-            ".ndjson).",
+            help="CSV or Parquet of new patients, or Parquet partitions (a folder or a quoted "
+            "glob such as 'rows/*.parquet'), scored chunk by chunk into one output partition "
+            "each; for a timeline model, their events: a MEDS folder or shard, a CSV/Parquet "
+            "table with the MEDS columns, or FHIR (.json Bundle, .ndjson).",
         ),
     ],
-    output: Annotated[Path, typer.Option("--output", "-o", help="CSV file for the risks.")],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output", "-o",
+            help="CSV file for the risks; a new folder when --input is partitioned.",
+        ),
+    ],
     keep: Annotated[
         list[str] | None,
         typer.Option(help="Input column to copy to the output, e.g. a patient id (repeatable)."),
@@ -261,15 +289,33 @@ def predict(
             "subject's anchor event + the model's index offset)."
         ),
     ] = None,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            help="Partitioned input: score the partitions on a Dask cluster, local:N or a "
+            "scheduler address (every worker must see the input, output and model folders).",
+            callback=lambda value: value if value is None else _cluster_address(value),
+        ),
+    ] = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Score new patients with a saved model (the input is checked against the model's schema).
 
     A timeline model scores events: each subject at its anchor + the study's offset (or at
     --index-time), with the study's own featurisation; refused events are counted on stderr.
+    Parquet partitions are scored with bounded memory; the output folder's batch.json
+    records rows in and out per partition.
     """
     from medpredict.artifact import load_model
+    from medpredict.batch import cached_model, is_partitioned
     from medpredict.predict import predict_frame
     from medpredict.timeline.scoring import is_timeline, looks_like_events
+
+    if is_partitioned(input) and not is_timeline(cached_model(model).metadata):
+        _predict_partitions(model, input, output, keep, explain, index_time, cluster, quiet)
+        return
+    if cluster is not None:
+        raise DataError("--cluster applies to partitioned input (a folder or glob of Parquet)")
 
     # Loading the model is mostly importing scikit-learn: read the table meanwhile.
     tabular = input.suffix.lower() not in (".json", ".ndjson") and not input.is_dir()
@@ -300,6 +346,22 @@ def predict(
         message += f"; {referred} marked for referral (uncertain or atypical)"
     scored.to_csv(output, index=False)
     console.print(message)
+
+
+def _predict_partitions(
+    model: Path, source: Path, output: Path, keep: list[str] | None, explain: bool,
+    index_time: str | None, cluster: str | None, quiet: bool,
+) -> None:
+    from medpredict.batch import describe, score_partitions
+    from medpredict.cluster import on_cluster
+
+    if explain or index_time is not None:
+        raise DataError(
+            "--explain and --index-time apply to one table, not to partitioned input"
+        )
+    with on_cluster(cluster):
+        batch = score_partitions(model, source, output, keep=keep or [], quiet=quiet)
+    console.print(describe(batch))
 
 
 def _timeline_features(
