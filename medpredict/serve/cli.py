@@ -53,6 +53,14 @@ def serve_command(
     ] = False,
     ssl_certfile: Annotated[Path | None, typer.Option(help="TLS certificate (PEM).")] = None,
     ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Worker processes. More than 1 needs a PostgreSQL audit log (appends are "
+            "serialised there); each worker keeps its own rate-limit counters.",
+        ),
+    ] = 1,
 ) -> None:
     """Serve models over HTTP: JSON, FHIR R4, CDS Hooks and a clinician web page.
 
@@ -73,7 +81,7 @@ def serve_command(
         raise typer.Exit(2)
     try:
         serve(list(model or []), settings, host, port, ssl_certfile, ssl_keyfile,
-              forecasts=list(forecast or []))
+              forecasts=list(forecast or []), workers=workers)
     except ValueError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
