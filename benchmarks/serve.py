@@ -61,17 +61,28 @@ def train(workdir: Path) -> Path:
     return add_fhir_mapping(result.model_dir, yaml.safe_load(MAPPING.read_text())["models"]["pima"])
 
 
+def drop_audit_table(url: str) -> None:
+    """Start a scratch PostgreSQL database's audit log afresh."""
+    from sqlalchemy import create_engine, text
+
+    with create_engine(url).begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS audit_log"))
+        connection.execute(text("DROP FUNCTION IF EXISTS audit_log_refuse"))
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
 
 
-def start_server(model_dir: Path, workdir: Path) -> tuple[subprocess.Popen, str, str, str]:
+def start_server(
+    model_dir: Path, workdir: Path, workers: int = 1, audit_url: str | None = None
+) -> tuple[subprocess.Popen, str, str, str]:
     key, entry = new_api_key("benchmark", ["clinician"])
     keys_file = workdir / "keys.json"
     keys_file.write_text(json.dumps({"keys": [entry]}))
-    audit_url = f"sqlite:///{workdir / 'audit.db'}"
+    audit_url = audit_url or f"sqlite:///{workdir / 'audit.db'}"
     port = free_port()
     env = os.environ | {
         "MEDPREDICT_RATE_LIMIT_PER_MINUTE": "1000000",
@@ -82,7 +93,7 @@ def start_server(model_dir: Path, workdir: Path) -> tuple[subprocess.Popen, str,
         "import logging, sys; from pathlib import Path; from medpredict.serve.cli import "
         "serve_command; logging.disable(logging.INFO); serve_command("
         f"model=[Path({str(model_dir)!r})], port={port}, keys_file=Path({str(keys_file)!r}), "
-        f"audit_url={audit_url!r}, host='127.0.0.1')",
+        f"audit_url={audit_url!r}, host='127.0.0.1', workers={workers})",
     ]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
@@ -225,7 +236,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100.0, help="requests per second")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load")
     parser.add_argument("--quick", action="store_true", help="10 s of load, short runs")
+    parser.add_argument("--workers", type=int, default=1, help="service processes")
+    parser.add_argument("--audit-url", help="audit database (default: SQLite in a temp dir); "
+                        "a PostgreSQL scratch database loses its audit_log table first")
     args = parser.parse_args()
+    if args.audit_url and args.audit_url.startswith("postgresql"):
+        drop_audit_table(args.audit_url)
     duration = 10.0 if args.quick else args.duration
 
     patients_frame = load_dataset("pima_te")[FEATURES].astype(float)
@@ -245,7 +261,9 @@ def main() -> None:
         full = time_calls(lambda r: served.predict(r.to_dict(orient="records")), rows,
                           repeats // 5)
 
-        process, base, key, audit_url = start_server(model_dir, workdir)
+        process, base, key, audit_url = start_server(
+            model_dir, workdir, args.workers, args.audit_url
+        )
         try:
             asyncio.run(open_loop(base, key, patients, args.rate, 2.0))  # warm-up
             warm_rows = AuditLog(audit_url).count()
@@ -281,12 +299,15 @@ def main() -> None:
          f"{pct(peak['latency_ms'], 50) / bare_p50:.1f}×"),
     ]
     lines = [
-        "# Prediction service: latency and throughput",
+        "# Prediction service: latency and throughput"
+        + (f", {args.workers} workers" if args.workers > 1 else ""),
         "",
         f"Model: the bundled Pima study's selected model ({served.metadata.model}), "
         f"as the study saves it plus the example FHIR mapping; requests are single real "
         f"patients from Ripley's Pima test set, explanations and conformal sets on, audit "
-        f"log in SQLite (WAL). Server: `medpredict serve` (uvicorn, one process) on "
+        f"log in {'PostgreSQL' if audit_url.startswith('postgresql') else 'SQLite (WAL)'}. "
+        f"Server: `medpredict serve --workers {args.workers}` (uvicorn, {args.workers} "
+        f"process{'es' if args.workers > 1 else ''}) on "
         f"127.0.0.1; load generator: a minimal asyncio HTTP/1.1 client (32 keep-alive "
         f"connections) in another process on the same machine; latency counts from each "
         f"request's scheduled time.",
@@ -297,7 +318,7 @@ def main() -> None:
         "",
         "Ratios use the mean of the bare call's medians before and after the load.",
         "",
-        f"- Targets (2 cores, 100 req/s): p50 ≤ 10 ms, p99 ≤ 50 ms → measured p50 "
+        f"- Targets (2 cores, {args.rate:g} req/s): p50 ≤ 10 ms, p99 ≤ 50 ms → measured p50 "
         f"{pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms "
         f"({'met' if pct(lat, 50) <= 10 and pct(lat, 99) <= 50 else 'NOT met'}).",
         f"- Lost requests: sent {paced['sent']}, answered {paced['answered']}, errors "
@@ -322,11 +343,15 @@ def main() -> None:
         "measurements).",
         "",
         "Command: `MEDPREDICT_DATA_DIR=../shared/data .venv/bin/python benchmarks/serve.py"
-        + (" --quick" if args.quick else "") + "`",
+        + (" --quick" if args.quick else "")
+        + (f" --rate {args.rate:g}" if args.rate != 100 else "")
+        + (f" --workers {args.workers} --audit-url postgresql+psycopg://..." if args.workers > 1
+           else "") + "`",
         "",
     ]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines))
+    out = RESULTS if args.workers == 1 else RESULTS.with_name(f"serve-{args.workers}-workers.md")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines))
     print("\n".join(lines))
 
 
