@@ -111,6 +111,20 @@ errors = Console(stderr=True, soft_wrap=True)
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 
+def _cluster_option(help: str) -> Any:
+    """A ``--cluster`` option, its address checked as it is parsed."""
+    return typer.Option(help=help, callback=_cluster_address)
+
+
+def _cluster_address(value: str | None) -> str | None:
+    from medpredict.cluster import check_address
+
+    try:
+        return None if value is None else check_address(value)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
 def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """Show data, spec and artifact problems as one clear line and exit with status 2."""
 
@@ -213,10 +227,9 @@ def run(
     ] = None,
     cluster: Annotated[
         str | None,
-        typer.Option(
-            help="Run the fits on a Dask cluster: local:N (N worker processes here) or a "
-            "scheduler address such as tcp://10.0.0.5:8786 (overrides the spec's cluster).",
-            callback=lambda value: value if value is None else _cluster_address(value),
+        _cluster_option(
+            "Run the fits on a Dask cluster: local:N (N worker processes here) or a "
+            "scheduler address such as tcp://10.0.0.5:8786 (overrides the spec's cluster)."
         ),
     ] = None,
     quiet: QuietOption = False,
@@ -224,14 +237,6 @@ def run(
     """Run a study: validate the data, compare models, report, and save the chosen model."""
     _run_specs(spec, quiet, output_dir, cluster)
 
-
-def _cluster_address(value: str) -> str:
-    from medpredict.cluster import check_address
-
-    try:
-        return check_address(value)
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from None
 
 
 @app.command()
@@ -291,10 +296,9 @@ def predict(
     ] = None,
     cluster: Annotated[
         str | None,
-        typer.Option(
-            help="Partitioned input: score the partitions on a Dask cluster, local:N or a "
-            "scheduler address (every worker must see the input, output and model folders).",
-            callback=lambda value: value if value is None else _cluster_address(value),
+        _cluster_option(
+            "Partitioned input: score the partitions on a Dask cluster, local:N or a "
+            "scheduler address (every worker must see the input, output and model folders)."
         ),
     ] = None,
     quiet: QuietOption = False,
@@ -306,12 +310,18 @@ def predict(
     Parquet partitions are scored with bounded memory; the output folder's batch.json
     records rows in and out per partition.
     """
+    import pyarrow.parquet as pq
+
     from medpredict.artifact import load_model
-    from medpredict.batch import cached_model, is_partitioned
+    from medpredict.batch import cached_model, input_partitions, is_partitioned
     from medpredict.predict import predict_frame
     from medpredict.timeline.scoring import is_timeline, looks_like_events
 
     if is_partitioned(input) and not is_timeline(cached_model(model).metadata):
+        first = input_partitions(input)[0]
+        columns = pd.DataFrame(columns=pq.read_schema(first).names)
+        if looks_like_events(first, columns):
+            _refuse_events(cached_model(model), input, columns)
         _predict_partitions(model, input, output, keep, explain, index_time, cluster, quiet)
         return
     if cluster is not None:
@@ -325,14 +335,8 @@ def predict(
         frame = table.result() if table is not None else None
     if is_timeline(loaded.metadata):
         frame, keep = _timeline_features(loaded, input, frame, index_time, keep)
-    elif looks_like_events(input, frame) and not set(loaded.metadata.feature_names) <= set(
-        frame.columns if frame is not None else []
-    ):
-        raise DataError(
-            f"model {loaded.metadata.name!r} scores rows of patient data (columns "
-            f"{', '.join(loaded.metadata.feature_names[:8])}, ...), but {input} holds events; "
-            "events are scored by a model trained on a timeline: study"
-        )
+    elif looks_like_events(input, frame):
+        _refuse_events(loaded, input, frame)
     elif index_time is not None:
         raise DataError("--index-time applies to timeline models only (studies with timeline:)")
     scored = predict_frame(loaded, frame, keep=keep or [])
@@ -346,6 +350,17 @@ def predict(
         message += f"; {referred} marked for referral (uncertain or atypical)"
     scored.to_csv(output, index=False)
     console.print(message)
+
+
+def _refuse_events(loaded: Any, input: Path, frame: pd.DataFrame | None) -> None:
+    """Refuse events given to a model of patient rows (unless they carry its features)."""
+    if set(loaded.metadata.feature_names) <= set(frame.columns if frame is not None else []):
+        return
+    raise DataError(
+        f"model {loaded.metadata.name!r} scores rows of patient data (columns "
+        f"{', '.join(loaded.metadata.feature_names[:8])}, ...), but {input} holds events; "
+        "events are scored by a model trained on a timeline: study"
+    )
 
 
 def _predict_partitions(

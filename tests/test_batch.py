@@ -6,6 +6,7 @@ injected into one partition is synthetic.
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -42,7 +43,7 @@ def partitions(tmp_path):
     folder = tmp_path / "in"
     (folder / "2026" / "12").mkdir(parents=True)
     bounds = [0, 120, 121, 332]
-    for k, (a, b) in enumerate(zip(bounds, bounds[1:], strict=False)):
+    for k, (a, b) in enumerate(itertools.pairwise(bounds)):
         new.iloc[a:b].to_parquet(folder / "2026" / "12" / f"day-{k}.parquet", index=False)
     new.iloc[:0].to_parquet(folder / "empty.parquet", index=False)
     return folder, new
@@ -68,7 +69,7 @@ def test_every_partition_is_scored_in_order_with_nothing_lost(model_dir, partiti
 
 
 def test_a_bad_value_names_the_partition_and_its_row(model_dir, partitions, tmp_path):
-    folder, new = partitions
+    folder, _ = partitions
     target = folder / "2026" / "12" / "day-2.parquet"
     frame = pd.read_parquet(target)
     frame["glu"] = frame["glu"].astype(str)
@@ -92,7 +93,7 @@ def test_a_used_output_folder_and_an_empty_input_are_refused(model_dir, partitio
         input_partitions(tmp_path / "nothing-*.parquet")
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "a.csv").write_text("x\n1\n")
-    with pytest.raises(DataError, match="no .parquet files"):
+    with pytest.raises(DataError, match=r"no \.parquet files"):
         input_partitions(tmp_path / "notes")
     with pytest.raises(DataError, match="must be Parquet"):
         input_partitions(str(tmp_path / "notes" / "*"))

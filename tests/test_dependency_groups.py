@@ -47,7 +47,7 @@ EXTRA_MODULES = {
              "medpredict.models.feature_hybrids", "medpredict.timeline.sequence"),
     "genomics": (),
     "forecasting": ("medpredict.forecasting",),
-    "cluster": (),  # medpredict.cluster imports distributed only when a cluster is asked for
+    "cluster": ("medpredict.cluster",),  # imports distributed only when a cluster is asked for
 }
 # What `medpredict run` on a tabular spec, `predict`, `report` and the trust layer import.
 CORE_MODULES = (
