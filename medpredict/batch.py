@@ -28,7 +28,7 @@ Examples
 >>> folder = Path(tempfile.mkdtemp())
 >>> new = load_dataset("pima_te").drop(columns=["type"])
 >>> new.iloc[:100].to_parquet(folder / "a.parquet"); new.iloc[100:].to_parquet(folder / "b.parquet")
->>> batch = score_partitions(model_dir, folder, folder / "risks", quiet=True)
+>>> batch = score_partitions(model_dir, folder, Path(tempfile.mkdtemp()) / "risks", quiet=True)
 >>> [(p.input_rows, p.output_rows) for p in batch.partitions]
 [(100, 100), (232, 232)]
 """
@@ -143,14 +143,22 @@ def score_partitions(
     chunk_rows : rows read, scored and written at a time.
     quiet : no progress bar.
 
+    Paths are made absolute before they are sent to a cluster's workers.
+
     Raises
     ------
     DataError
         Naming the partition and its rows (1-based within the partition) when the
-        input does not fit the model's schema, or when rows in and out differ.
+        input does not fit the model's schema, or when rows in and out differ; or
+        when the output folder is in use or inside the input folder.
     """
-    partitions = input_partitions(source)
-    output = Path(output)
+    partitions = [p.resolve() for p in input_partitions(source)]
+    output = Path(output).resolve()
+    if Path(source).is_dir() and output.is_relative_to(Path(source).resolve()):
+        raise DataError(
+            f"output folder {output}: inside the input folder {source}, where a later run "
+            "would read the risks as input; write them elsewhere"
+        )
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise DataError(
             f"output folder {output}: must be new or empty, so nothing is overwritten"
@@ -159,7 +167,7 @@ def score_partitions(
     model = cached_model(model_dir)
     names = [f"part-{k:05d}.parquet" for k in range(len(partitions))]
     calls = (
-        (str(model_dir), str(path), str(output / name), keep or [], chunk_rows)
+        (str(Path(model_dir).resolve()), str(path), str(output / name), keep or [], chunk_rows)
         for path, name in zip(partitions, names, strict=True)
     )
     with StudyProgress(quiet=quiet) as progress:

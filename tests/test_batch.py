@@ -89,6 +89,8 @@ def test_a_used_output_folder_and_an_empty_input_are_refused(model_dir, partitio
     (used / "keep.txt").write_text("earlier results")
     with pytest.raises(DataError, match="must be new or empty"):
         score_partitions(model_dir, folder, used, quiet=True)
+    with pytest.raises(DataError, match="inside the input folder"):
+        score_partitions(model_dir, folder, folder / "risks", quiet=True)
     with pytest.raises(DataError, match="no file matches"):
         input_partitions(tmp_path / "nothing-*.parquet")
     (tmp_path / "notes").mkdir()
