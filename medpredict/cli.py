@@ -238,7 +238,6 @@ def run(
     _run_specs(spec, quiet, output_dir, cluster)
 
 
-
 @app.command()
 @_user_errors
 def demo(
@@ -310,18 +309,12 @@ def predict(
     Parquet partitions are scored with bounded memory; the output folder's batch.json
     records rows in and out per partition.
     """
-    import pyarrow.parquet as pq
-
     from medpredict.artifact import load_model
-    from medpredict.batch import cached_model, input_partitions, is_partitioned
+    from medpredict.batch import cached_model, is_partitioned
     from medpredict.predict import predict_frame
     from medpredict.timeline.scoring import is_timeline, looks_like_events
 
     if is_partitioned(input) and not is_timeline(cached_model(model).metadata):
-        first = input_partitions(input)[0]
-        columns = pd.DataFrame(columns=pq.read_schema(first).names)
-        if looks_like_events(first, columns):
-            _refuse_events(cached_model(model), input, columns)
         _predict_partitions(model, input, output, keep, explain, index_time, cluster, quiet)
         return
     if cluster is not None:
@@ -367,13 +360,20 @@ def _predict_partitions(
     model: Path, source: Path, output: Path, keep: list[str] | None, explain: bool,
     index_time: str | None, cluster: str | None, quiet: bool,
 ) -> None:
-    from medpredict.batch import describe, score_partitions
+    import pyarrow.parquet as pq
+
+    from medpredict.batch import cached_model, describe, input_partitions, score_partitions
     from medpredict.cluster import on_cluster
+    from medpredict.timeline.scoring import looks_like_events
 
     if explain or index_time is not None:
         raise DataError(
             "--explain and --index-time apply to one table, not to partitioned input"
         )
+    first = input_partitions(source)[0]
+    columns = pd.DataFrame(columns=pq.read_schema(first).names)
+    if looks_like_events(first, columns):
+        _refuse_events(cached_model(model), source, columns)
     with on_cluster(cluster):
         batch = score_partitions(model, source, output, keep=keep or [], quiet=quiet)
     console.print(describe(batch))
