@@ -164,10 +164,11 @@ def score_partitions(
             f"output folder {output}: must be new or empty, so nothing is overwritten"
         )
     output.mkdir(parents=True, exist_ok=True)
+    model_dir = Path(model_dir).resolve()
     model = cached_model(model_dir)
     names = [f"part-{k:05d}.parquet" for k in range(len(partitions))]
     calls = (
-        (str(Path(model_dir).resolve()), str(path), str(output / name), keep or [], chunk_rows)
+        (str(model_dir), str(path), str(output / name), keep or [], chunk_rows)
         for path, name in zip(partitions, names, strict=True)
     )
     with StudyProgress(quiet=quiet) as progress:
@@ -190,10 +191,10 @@ def cached_model(model_dir: str | Path) -> LoadedModel:
     A long-lived worker that scores again after the directory was rewritten loads
     the new model: the cache is keyed by the manifest's own hash too.
     """
-    manifest = Path(model_dir) / MANIFEST_FILE
-    key = (str(model_dir), hashlib.sha256(manifest.read_bytes()).hexdigest())
+    directory = Path(model_dir).resolve()
+    key = (str(directory), hashlib.sha256((directory / MANIFEST_FILE).read_bytes()).hexdigest())
     if key not in _MODELS:
-        _MODELS[key] = load_model(model_dir)
+        _MODELS[key] = load_model(directory)
     return _MODELS[key]
 
 

@@ -54,33 +54,47 @@ def resample_counts(
     ``(seed, block)``, so blocks can be drawn apart (on a cluster) and still give
     the same resamples.
     """
+    plan = _Resampling.of(y, groups)
     for block, size in _blocks(n_boot):
-        yield from _block_counts(y, seed, groups, block, size)
+        yield from plan.counts(seed, block, size)
 
 
 def _blocks(n_boot: int) -> list[tuple[int, int]]:
     return [(b, min(BLOCK, n_boot - b * BLOCK)) for b in range(-(-n_boot // BLOCK))]
 
 
-def _block_counts(
-    y: np.ndarray, seed: int, groups: np.ndarray | None, block: int, size: int
-) -> Iterator[np.ndarray]:
-    rng = np.random.default_rng([seed, block])
-    y = np.asarray(y)
-    n = y.size
-    if groups is not None:
-        _, inverse = np.unique(np.asarray(groups), return_inverse=True)
-        n_groups = inverse.max() + 1
+@dataclass(frozen=True)
+class _Resampling:
+    """What every resample draws from: each patient's group, or each outcome's rows."""
+
+    n: int
+    inverse: np.ndarray | None  # group index of each row (patient-clustered)
+    strata: list[np.ndarray]  # rows of each outcome (stratified)
+
+    @staticmethod
+    def of(y: np.ndarray, groups: np.ndarray | None) -> _Resampling:
+        y = np.asarray(y)
+        if groups is not None:
+            _, inverse = np.unique(np.asarray(groups), return_inverse=True)
+            return _Resampling(y.size, inverse, [])
+        return _Resampling(y.size, None, [np.flatnonzero(y == v) for v in np.unique(y)])
+
+    def counts(self, seed: int, block: int, size: int) -> Iterator[np.ndarray]:
+        """Row counts of the ``size`` resamples of ``block`` (stream seeded by both)."""
+        rng = np.random.default_rng([seed, block])
+        if self.inverse is not None:
+            n_groups = self.inverse.max() + 1
+            for _ in range(size):
+                group_counts = np.bincount(rng.integers(0, n_groups, n_groups),
+                                           minlength=n_groups)
+                yield group_counts[self.inverse]
+            return
         for _ in range(size):
-            group_counts = np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)
-            yield group_counts[inverse]
-        return
-    strata = [np.flatnonzero(y == value) for value in np.unique(y)]
-    for _ in range(size):
-        counts = np.zeros(n, dtype=np.int64)
-        for idx in strata:
-            counts += np.bincount(idx[rng.integers(0, idx.size, idx.size)], minlength=n)
-        yield counts
+            counts = np.zeros(self.n, dtype=np.int64)
+            for idx in self.strata:
+                counts += np.bincount(idx[rng.integers(0, idx.size, idx.size)],
+                                      minlength=self.n)
+            yield counts
 
 
 def resample_indices(
@@ -162,21 +176,21 @@ def bootstrap_weighted(
     >>> est["auroc"].low <= est["auroc"].value <= est["auroc"].high
     True
     """
-    calls = ((metrics, y, seed, groups, block, size) for block, size in _blocks(n_boot))
+    plan = _Resampling.of(y, groups)
+    calls = ((metrics, plan, seed, block, size) for block, size in _blocks(n_boot))
     scored = fan_out(_score_block, calls)
     return _percentile_intervals(metrics(None), chain.from_iterable(scored), alpha)
 
 
 def _score_block(
     metrics: Callable[[np.ndarray | None], dict[str, float]],
-    y: np.ndarray,
+    plan: _Resampling,
     seed: int,
-    groups: np.ndarray | None,
     block: int,
     size: int,
 ) -> list[dict[str, float]]:
     """The metrics of one block of resamples (one task on a cluster)."""
-    return [metrics(counts) for counts in _block_counts(y, seed, groups, block, size)]
+    return [metrics(counts) for counts in plan.counts(seed, block, size)]
 
 
 def _percentile_intervals(
