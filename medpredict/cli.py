@@ -178,6 +178,25 @@ def _results_table(results: list[Any]) -> Table:
     return grid
 
 
+def _survival_table(results: list[Any]) -> Table:
+    grid = Table(title="medpredict survival results (95% bootstrap CIs)")
+    for column in ("study", "model", "evaluation", "patients", "events", "Harrell C", "Uno C",
+                   "integrated Brier", "first horizon: AUC, calibration slope"):
+        grid.add_column(column)
+    for r in results:
+        label = f"{r.spec.survival.horizons[0]:g}"
+        evaluations = [("cross-validated", r.outcome, r.best.metrics)]
+        evaluations += [(h.kind, h.outcome, h.metrics) for h in r.holdouts]
+        for where, outcome, metrics in evaluations:
+            grid.add_row(
+                r.spec.name, r.best_name, where, str(len(outcome)), str(int(outcome.event.sum())),
+                str(metrics["harrell_c"]), str(metrics["uno_c"]),
+                str(metrics["integrated_brier"]),
+                f"{metrics[f'auc@{label}']}, {metrics[f'calibration_slope@{label}']}",
+            )
+    return grid
+
+
 def _run_specs(
     paths: list[Path], quiet: bool, output_dir: Path | None = None, cluster: str | None = None
 ) -> list[Any]:
@@ -199,7 +218,15 @@ def _run_specs(
             if w.category.__module__.startswith("medpredict"):
                 errors.print(f"[yellow]warning:[/] {w.message}", highlight=False)
         results.append(result)
-    console.print(_results_table(results))
+    survival = [r for r in results if r.spec.task == "survival"]
+    results = [r for r in results if r.spec.task != "survival"]
+    if survival:
+        console.print(_survival_table(survival))
+    if results:
+        console.print(_results_table(results))
+    for r in survival:
+        console.print(f"report for {r.spec.name}: [bold]{r.report_path.resolve()}[/]")
+        console.print(f"model for {r.spec.name}: {r.model_dir.resolve()}")
     for r in results:
         nested = nested_text(r)
         if nested:

@@ -173,7 +173,7 @@ class ModelMetadata(_Stored):
     name: str
     version: str | None = None
     created: str | None = None
-    task: Literal["binary", "multiclass"] | None = None
+    task: Literal["binary", "multiclass", "survival"] | None = None
     target: str | None = None
     positive_class: str | None = None
     classes: list[str] = Field(default_factory=list)
@@ -181,6 +181,8 @@ class ModelMetadata(_Stored):
     model: str | None = None
     data_schema: dict[str, Any] | None = Field(None, alias="schema")
     thresholds: dict[str, float] = Field(default_factory=dict)
+    horizons: list[float] = Field(default_factory=list)
+    time_unit: str | None = None
     metrics: dict[str, MetricEstimate] = Field(default_factory=dict)
     validation_metrics: dict[str, MetricEstimate] = Field(default_factory=dict)
     holdouts: dict[str, dict[str, MetricEstimate]] = Field(default_factory=dict)

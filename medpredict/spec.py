@@ -30,6 +30,7 @@ from pydantic import (
 from medpredict.cluster import check_address
 from medpredict.data.errors import SpecError
 from medpredict.spec_io import field_problems, read_mapping
+from medpredict.survival.spec import SURVIVAL_METRICS, SURVIVAL_MODELS, SurvivalSpec
 from medpredict.timeline.spec import EventSource, TimelineSpec
 
 FeatureKind = Literal[
@@ -215,10 +216,16 @@ class StudySpec(_Strict):
         "", description="Who uses the prediction, for whom, and for which decision."
     )
     data: DataSource = Field(description="The development table (see DataSource).")
-    target: str = Field(description="Outcome column.")
-    task: Literal["binary", "multiclass"] = Field("binary", description="Outcome type.")
+    target: str = Field(description="Outcome column (the event column of a survival task).")
+    task: Literal["binary", "multiclass", "survival"] = Field(
+        "binary",
+        description="Outcome type; survival: time to event with censoring (see SurvivalSpec).",
+    )
     positive_class: str | int | float | bool | None = Field(
-        None, description="Value of the target that counts as the event (binary)."
+        None, description="Value of the target that counts as the event (binary, survival)."
+    )
+    survival: SurvivalSpec | None = Field(
+        None, description="Follow-up time, event codes and horizons of a survival task."
     )
     id_column: str | None = Field(None, description="Row identifier; must be unique.")
     patient_column: str | None = Field(
@@ -255,7 +262,8 @@ class StudySpec(_Strict):
             "lightgbm",
             "hybrid_ensemble",
         ],
-        description="Candidate models (names or {name, params}).",
+        description="Candidate models (names or {name, params}); a survival task's default "
+        f"is {', '.join(SURVIVAL_MODELS)}.",
     )
     budget: str | None = Field(
         None,
@@ -268,8 +276,13 @@ class StudySpec(_Strict):
     class_weight: Literal["balanced", "none"] = Field(
         "none", description="Reweight classes during training (imbalance)."
     )
-    selection_metric: Literal["auroc", "auprc", "brier", "log_loss", "macro_f1"] = Field(
-        "auroc", description="Metric used to choose the final model from out-of-fold predictions."
+    selection_metric: Literal[
+        "auroc", "auprc", "brier", "log_loss", "macro_f1", "harrell_c", "uno_c",
+        "integrated_brier",
+    ] = Field(
+        "auroc",
+        description="Metric used to choose the final model from out-of-fold predictions "
+        "(a survival task's default: harrell_c).",
     )
     thresholds: list[Threshold] = Field(
         default_factory=lambda: [Threshold(sensitivity=0.9)],
@@ -333,11 +346,50 @@ class StudySpec(_Strict):
         if self.validation.scheme == "fixed":
             self._check_fixed()
         self._check_timeline()
+        self._check_survival()
         if self.task == "multiclass" and self.selection_metric in ("auprc",):
             raise ValueError("selection_metric 'auprc' is for binary tasks")
         if self.budget and self.selection_metric not in ("auroc", "brier", "log_loss"):
             raise ValueError("a search budget needs selection_metric auroc, brier or log_loss")
         return self
+
+    def _check_survival(self) -> None:
+        if self.task != "survival":
+            if self.survival is not None:
+                raise ValueError("a survival: section needs task: survival")
+            if self.selection_metric in SURVIVAL_METRICS:
+                raise ValueError(
+                    f"selection_metric {self.selection_metric!r} is for survival tasks"
+                )
+            return
+        if self.survival is None:
+            raise ValueError(
+                "task: survival needs a survival: section (duration_column, horizons)"
+            )
+        if self.positive_class is None:
+            raise ValueError("task: survival needs positive_class: the code of the event")
+        if "models" not in self.model_fields_set:
+            self.models = list(SURVIVAL_MODELS)
+        if "selection_metric" not in self.model_fields_set:
+            self.selection_metric = "harrell_c"
+        elif self.selection_metric not in SURVIVAL_METRICS:
+            raise ValueError(
+                f"selection_metric {self.selection_metric!r} is not a survival metric; "
+                f"expected one of: {', '.join(SURVIVAL_METRICS)}"
+            )
+        unsupported = {
+            "validation.scheme": self.validation.scheme
+            not in ("kfold", "temporal", "site"),
+            "budget": self.budget is not None,
+            "validation.nested: true": self.validation.nested is True,
+            "timeline": self.timeline is not None,
+        }
+        refused = [name for name, bad in unsupported.items() if bad]
+        if refused:
+            raise ValueError(
+                f"task: survival does not support {', '.join(refused)} yet (validation "
+                "schemes kfold, temporal and site, with an external table, are supported)"
+            )
 
     def _check_timeline(self) -> None:
         sources = [s for s in (self.data, self.validation.external) if s is not None]
@@ -450,10 +502,10 @@ def spec_reference() -> str:
     from medpredict.forecasting import spec as forecast
     from medpredict.timeline.spec import InclusionSpec, IndexSpec, OutcomeSpec
 
-    models = (StudySpec, Validation, TrustSpec, DataSource, ModelSpec, Threshold, EventSource,
-              TimelineSpec, IndexSpec, OutcomeSpec, InclusionSpec, forecast.ForecastSpec,
-              forecast.CountsSource, forecast.ForecastModel, forecast.Season, forecast.Hierarchy,
-              forecast.Evaluation, forecast.Recalibration)
+    models = (StudySpec, Validation, TrustSpec, SurvivalSpec, DataSource, ModelSpec, Threshold,
+              EventSource, TimelineSpec, IndexSpec, OutcomeSpec, InclusionSpec,
+              forecast.ForecastSpec, forecast.CountsSource, forecast.ForecastModel,
+              forecast.Season, forecast.Hierarchy, forecast.Evaluation, forecast.Recalibration)
     for model in models:
         lines += [f"## {model.__name__}", "", (model.__doc__ or "").strip(), ""]
         lines += ["| field | type | default | meaning |", "|---|---|---|---|"]

@@ -52,6 +52,12 @@ _OTHER_LIBRARIES = (
     "lightgbm.sklearn.LGBMClassifier",
     "numpy.dtype",
     "scipy.interpolate._interpolate.interp1d",
+    "sksurv.ensemble.forest.RandomSurvivalForest",
+    "sksurv.functions.StepFunction",
+    "sksurv.linear_model.coxnet.CoxnetSurvivalAnalysis",
+    "sksurv.linear_model.coxph.BreslowEstimator",
+    "sksurv.linear_model.coxph.CoxPHSurvivalAnalysis",
+    "sksurv.tree.tree.SurvivalTree",
 )
 
 _MEDPREDICT = (
@@ -88,6 +94,11 @@ _MEDPREDICT = (
     "medpredict.signals.loader.SignalLoader",
     "medpredict.signals.nets.CNN1DClassifier",
     "medpredict.signals.nets.CNNGRUClassifier",
+    "medpredict.survival.deep.DeepSurv",
+    "medpredict.survival.deep.LogisticHazard",
+    "medpredict.survival.models.GradientBoostedCox",
+    "medpredict.survival.models.PenalizedCox",
+    "medpredict.survival.models.SurvivalEnsemble",
     "medpredict.timeline.sequence.GRUDClassifier",
     "medpredict.timeline.sequence.SequenceEmbeddingBooster",
     "medpredict.timeline.sequence.TimeAwareTransformerClassifier",

@@ -221,6 +221,118 @@ def check_multiclass_outcome(outcome: pd.Series) -> None:
         raise DataError(f"target {outcome.name!r} has a single class ({values[0]!r})")
 
 
+def _same_value(values: pd.Series, code: Any) -> pd.Series:
+    """Where ``values`` equal ``code``, also by text (``"1"`` matches ``1``)."""
+    return (values == code) | (values.astype(str) == str(code))
+
+
+def check_event_codes(
+    event: pd.Series,
+    event_value: Any,
+    censored_value: Any,
+    competing_values: Sequence[Any] = (),
+) -> np.ndarray:
+    """Map a time-to-event study's event column to 0 (censored), 1 (event), 2 (competing).
+
+    Parameters
+    ----------
+    event : the event column (missing values are refused).
+    event_value : the code of the event the study predicts.
+    censored_value : the code of patients event-free at the end of follow-up.
+    competing_values : codes of events that end follow-up for another reason.
+
+    Examples
+    --------
+    >>> check_event_codes(pd.Series([0, 2, 1], name="status"), 2, 0, [1]).tolist()
+    [0, 1, 2]
+    >>> check_event_codes(pd.Series([0, 2, 1], name="status"), 2, 0)
+    Traceback (most recent call last):
+        ...
+    medpredict.data.errors.DataError: event column 'status' holds 1 in row 3, which is neither the event (2) nor censored (0); declare it in survival.competing_values or recode it
+    """  # noqa: E501
+    check_no_missing(event, "event column")
+    codes = np.full(len(event), -1)
+    for code, value in ((1, event_value), (0, censored_value)):
+        codes[_same_value(event, value).to_numpy()] = code
+    for value in competing_values:
+        codes[_same_value(event, value).to_numpy() & (codes == -1)] = 2
+    unknown = codes == -1
+    if unknown.any():
+        values = ", ".join(repr(v.item() if hasattr(v, "item") else v)
+                           for v in pd.unique(event[unknown])[:4])
+        raise DataError(
+            f"event column {event.name!r} holds {values} in {describe_rows(_rows(unknown))}, "
+            f"which is neither the event ({event_value!r}) nor censored ({censored_value!r}); "
+            "declare it in survival.competing_values or recode it"
+        )
+    if not (codes == 1).any():
+        raise DataError(
+            f"event column {event.name!r} has no event ({event_value!r}): every patient is "
+            "censored or had a competing event, so there is nothing to predict"
+        )
+    return codes
+
+
+def check_durations(duration: pd.Series) -> np.ndarray:
+    """Refuse follow-up times that are missing, not numbers, not finite, zero or negative.
+
+    Examples
+    --------
+    >>> check_durations(pd.Series([12.0, 30.5], name="days")).tolist()
+    [12.0, 30.5]
+    >>> check_durations(pd.Series([12.0, 0.0, -3.0], name="days"))
+    Traceback (most recent call last):
+        ...
+    medpredict.data.errors.DataError: duration column 'days' holds times <= 0 in rows 2, 3; follow-up must be positive (an event on the day of entry needs a small positive time, e.g. 0.5)
+    """  # noqa: E501
+    check_no_missing(duration, "duration column")
+    values = check_numeric(duration)
+    infinite = ~np.isfinite(values.to_numpy())
+    if infinite.any():
+        raise DataError(
+            f"duration column {duration.name!r} holds infinite values in "
+            f"{describe_rows(_rows(infinite))}"
+        )
+    bad = values.to_numpy() <= 0
+    if bad.any():
+        raise DataError(
+            f"duration column {duration.name!r} holds times <= 0 in "
+            f"{describe_rows(_rows(bad))}; follow-up must be positive (an event on the day "
+            "of entry needs a small positive time, e.g. 0.5)"
+        )
+    return values.to_numpy(dtype=float)
+
+
+def check_horizons(
+    horizons: Sequence[float], time: np.ndarray, event: np.ndarray, unit: str = ""
+) -> None:
+    """Refuse prediction horizons the follow-up cannot inform.
+
+    A horizon needs at least one event up to it and patients still followed after it.
+
+    Examples
+    --------
+    >>> check_horizons([400.0], np.array([100.0, 200.0, 300.0]), np.array([1, 0, 1]), "days")
+    Traceback (most recent call last):
+        ...
+    medpredict.data.errors.DataError: horizon 400 days is beyond the follow-up: no patient is followed past 400 (longest follow-up 300 days); choose horizons below 300
+    """  # noqa: E501
+    unit = f" {unit}" if unit else ""
+    longest = float(np.max(time))
+    for horizon in horizons:
+        if not np.any(time > horizon):
+            raise DataError(
+                f"horizon {horizon:g}{unit} is beyond the follow-up: no patient is followed "
+                f"past {horizon:g} (longest follow-up {longest:g}{unit}); choose horizons "
+                f"below {longest:g}"
+            )
+        if not np.any((time <= horizon) & (np.asarray(event) == 1)):
+            raise DataError(
+                f"horizon {horizon:g}{unit} has no event before it (first event at "
+                f"{float(np.min(time[np.asarray(event) == 1])):g}{unit}); choose a later horizon"
+            )
+
+
 def check_known_classes(outcome: pd.Series, classes: Sequence[Any]) -> None:
     """Refuse outcome values outside ``classes`` (e.g. those a model was developed on).
 

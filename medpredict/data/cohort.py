@@ -28,6 +28,7 @@ from medpredict.data.checks import (
     check_binary_outcome,
     check_columns_present,
     check_dates,
+    check_event_codes,
     check_feature_columns,
     check_informative,
     check_known_classes,
@@ -90,6 +91,7 @@ def load_table(spec: StudySpec) -> pd.DataFrame:
 def _require_columns(frame: pd.DataFrame, spec: StudySpec) -> None:
     roles = {
         "target": [spec.target],
+        "survival.duration_column": [spec.survival.duration_column] if spec.survival else [],
         "id_column": [spec.id_column],
         "patient_column": [spec.patient_column],
         "time_column": [spec.time_column],
@@ -104,6 +106,9 @@ def _require_columns(frame: pd.DataFrame, spec: StudySpec) -> None:
 def _encode_target(
     target: pd.Series, spec: StudySpec, classes: list[Any] | None = None
 ) -> tuple[np.ndarray, list[Any]]:
+    if spec.task == "survival":  # competing events end follow-up: cause-specific
+        codes = check_event_codes(target, **spec.survival.codes(spec.positive_class))
+        return (codes == 1).astype(int), ["no event", spec.positive_class]
     values = target.unique().tolist()
     if classes is not None:
         check_known_classes(target, classes)
@@ -127,6 +132,8 @@ def _feature_columns(frame: pd.DataFrame, spec: StudySpec) -> list[str]:
         spec.time_column,
         spec.site_column,
     }
+    if spec.survival is not None:
+        reserved.add(spec.survival.duration_column)
     reserved |= set(spec.exclude)
     if not spec.use_sensitive_as_features:
         reserved |= set(spec.sensitive_attributes)

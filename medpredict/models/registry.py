@@ -32,6 +32,7 @@ Factory = Callable[..., ClassifierMixin]
 _FACTORIES: dict[str, Factory] = {}
 _DESCRIPTIONS: dict[str, str] = {}
 _RAW_INPUT: set[str] = set()
+_SURVIVAL: set[str] = set()
 _BUILTIN_MODULES = ("medpredict.models.classical",)
 _OPTIONAL_MODULES = (
     "medpredict.models.deep",
@@ -40,21 +41,27 @@ _OPTIONAL_MODULES = (
     "medpredict.signals.models",
     "medpredict.models.fusion",
     "medpredict.timeline.sequence",
+    "medpredict.survival.models",
+    "medpredict.survival.deep",
 )
 
 
 def register_model(
-    name: str, description: str = "", raw_input: bool = False
+    name: str, description: str = "", raw_input: bool = False, survival: bool = False
 ) -> Callable[[Factory], Factory]:
     """Decorator registering ``factory`` under ``name``.
 
-    ``raw_input=True`` marks a model that takes the raw feature DataFrame.
+    ``raw_input=True`` marks a model that takes the raw feature DataFrame;
+    ``survival=True`` a time-to-event model (:mod:`medpredict.survival.models`), which
+    only survival studies use and classification studies refuse.
     """
 
     def decorate(factory: Factory) -> Factory:
         _FACTORIES[name] = factory
         if raw_input:
             _RAW_INPUT.add(name)
+        if survival:
+            _SURVIVAL.add(name)
         _DESCRIPTIONS[name] = description or (factory.__doc__ or "").strip().split("\n")[0]
         return factory
 
@@ -85,20 +92,33 @@ def takes_raw_input(name: str) -> bool:
     return name in _RAW_INPUT
 
 
-def check_model_names(names: list[str]) -> None:
+def is_survival_model(name: str) -> bool:
+    """Whether the model registered as ``name`` predicts time to event."""
+    _load_builtin()
+    return name in _SURVIVAL
+
+
+def check_model_names(names: list[str], survival: bool | None = None) -> None:
     """Refuse a list of model names that includes any unregistered name.
+
+    ``survival`` (when given) also refuses models of the other kind: a classifier in a
+    survival study, or a survival model in a classification study.
 
     Raises
     ------
     SpecError
-        Naming every unknown model and listing the known names.
+        Naming every unknown model and listing the known names of the right kind.
     """
     _load_builtin()
-    unknown = [name for name in names if name not in _FACTORIES]
+    known = sorted(
+        n for n in _FACTORIES if survival is None or (n in _SURVIVAL) == survival
+    )
+    unknown = [name for name in names if name not in known]
     if unknown:
+        kind = {True: "survival ", False: "classification ", None: ""}[survival]
         raise SpecError(
-            f"models: unknown model {', '.join(map(repr, unknown))}; "
-            f"expected one of: {', '.join(sorted(_FACTORIES))}"
+            f"models: unknown {kind}model {', '.join(map(repr, unknown))}; "
+            f"expected one of: {', '.join(known)}"
         )
 
 

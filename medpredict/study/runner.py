@@ -277,10 +277,15 @@ def run_study(spec: StudySpec, quiet: bool = False, save: bool = True) -> StudyR
     rows): candidates are scored on the validation rows, which ``StudyResult.cohort``
     then holds, the selected model is refitted on both, and the test rows are the
     ``test`` hold-out. With ``cluster`` set the fits run on that Dask cluster
-    (:mod:`medpredict.cluster`), with the same results.
+    (:mod:`medpredict.cluster`), with the same results. A ``task: survival`` spec runs
+    :func:`medpredict.survival.runner.run_survival_study` and returns its result.
     """
+    if spec.task == "survival":
+        from medpredict.survival.runner import run_survival_study
+
+        return run_survival_study(spec, quiet=quiet, save=save)
     started = time.perf_counter()
-    check_model_names([m.name for m in spec.model_specs])
+    check_model_names([m.name for m in spec.model_specs], survival=False)
     with on_cluster(spec.cluster):
         result = _run(spec, quiet, save, started)
     if save:
