@@ -353,6 +353,12 @@ def predict(
         table = reader.submit(_read_table, input) if tabular else None
         loaded = load_model(model)
         frame = table.result() if table is not None else None
+    if explain and loaded.metadata.task == "survival":
+        raise DataError(
+            "--explain is not available for survival models yet: their predictions are the "
+            "risks at the horizons and the median survival, without explanations or "
+            "conformal referral"
+        )
     if is_timeline(loaded.metadata):
         frame, keep = _timeline_features(loaded, input, frame, index_time, keep)
     elif looks_like_events(input, frame):

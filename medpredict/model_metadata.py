@@ -121,6 +121,12 @@ class StoredTrust(_Stored):
     conformal_group: str | None = None
 
 
+class StoredSurvival(_Stored):
+    """The stored survival section as prediction reads it: the follow-up time column."""
+
+    duration_column: str | None = None
+
+
 class StoredSpec(_Stored):
     """The stored study spec as prediction reads it: the columns it gave a role, typed.
 
@@ -139,6 +145,7 @@ class StoredSpec(_Stored):
     time_column: str | None = None
     site_column: str | None = None
     sensitive_attributes: list[str] = Field(default_factory=list)
+    survival: StoredSurvival | None = None
     trust: StoredTrust = Field(default_factory=StoredTrust)
 
 
@@ -288,10 +295,11 @@ class ModelMetadata(_Stored):
     @property
     def role_columns(self) -> list[str]:
         """Columns the study spec named for a role (id, patient, time, site, outcome,
-        sensitive attributes), in that order, without repeats."""
+        follow-up time, sensitive attributes), in that order, without repeats."""
         spec = self.study
+        duration = spec.survival.duration_column if spec.survival else None
         named = [spec.id_column, spec.patient_column, spec.time_column, spec.site_column,
-                 spec.target, *spec.sensitive_attributes]
+                 spec.target, duration, *spec.sensitive_attributes]
         return [c for c in dict.fromkeys(named) if c]
 
 

@@ -109,11 +109,24 @@ def predict_proba_checked(estimator: Any, X: pd.DataFrame) -> np.ndarray:
     NonFiniteError
         Naming each column at fault and its rows.
     """
+    transformed, model = checked_inputs(estimator, X)
+    return model.predict_proba(transformed)
+
+
+def checked_inputs(estimator: Any, X: pd.DataFrame) -> tuple[Any, Any]:
+    """The final model's input (``X`` through the preprocessing) and the final model.
+
+    Raises
+    ------
+    NonFiniteError
+        When a value is not finite before or after preprocessing, naming each column
+        at fault and its rows.
+    """
     problems = _input_problems(X)
     if not (isinstance(estimator, Pipeline) and len(estimator.steps) > 1):
         if problems:
             raise NonFiniteError(problems)
-        return estimator.predict_proba(X)
+        return X, estimator
     if problems:  # let the preprocessing see the other rows' values, to report them too
         X = X.copy()
         for column, rows in problems.items():
@@ -127,7 +140,7 @@ def predict_proba_checked(estimator: Any, X: pd.DataFrame) -> np.ndarray:
             problems[column] = sorted({*problems.get(column, []), *rows})
     if problems:
         raise NonFiniteError(problems)
-    return estimator[-1].predict_proba(transformed)
+    return transformed, estimator[-1]
 
 
 def validate_input(
@@ -163,9 +176,11 @@ def predict_frame(
         raise DataError(f"{loaded.path} has no data schema in its metadata; rerun the study")
     X = validate_input(frame, metadata.data_schema, keep)
     check_has_rows(X, "prediction input")
+    out = frame[keep or []].reset_index(drop=True).copy()
+    if metadata.task == "survival":
+        return _survival_columns(out, loaded, X)
     proba = predict_proba_checked(loaded.estimator, X)
     classes = metadata.classes
-    out = frame[keep or []].reset_index(drop=True).copy()
     if metadata.task == "binary":
         out["risk"] = proba[:, 1]
         out["predicted_class"] = predicted_classes(proba, classes)
@@ -175,6 +190,21 @@ def predict_frame(
         for k, name in enumerate(classes):
             out[f"proba_{name}"] = proba[:, k]
         out["predicted_class"] = predicted_classes(proba, classes)
+    return out
+
+
+def _survival_columns(out: pd.DataFrame, loaded: LoadedModel, X: pd.DataFrame) -> pd.DataFrame:
+    from medpredict.survival.models import survival_curves
+
+    transformed, model = checked_inputs(loaded.estimator, X)
+    horizons = loaded.metadata.horizons
+    times = np.unique(np.concatenate([model.unique_times_, horizons]))
+    curves = survival_curves(model, transformed, times)
+    for h in horizons:
+        out[f"risk_{h:g}"] = 1.0 - curves[:, np.searchsorted(times, h)]
+    below = curves <= 0.5
+    reached = below.any(axis=1)
+    out["median_survival"] = np.where(reached, times[np.argmax(below, axis=1)], np.nan)
     return out
 
 

@@ -32,7 +32,7 @@ import medpredict
 from medpredict.data.errors import DataError
 from medpredict.encoders.genes import GeneSelector, load_golub
 from medpredict.imaging.loader import ImageLoader
-from medpredict.models.registry import available_models, make_model
+from medpredict.models.registry import available_models, is_survival_model, make_model
 from medpredict.signals.loader import SignalLoader
 
 # Settings that make any estimator tiny, applied to it and to every estimator inside it.
@@ -62,6 +62,12 @@ NOT_CHECKED = {
     "cusum.CuSumDetector": "a detector over a person's daily wearable table, not a model",
     "multivariate.BaselineDeviationForest": "a detector over daily wearable tables",
     "overnight.OvernightRHRAlert": "a detector over a person's daily wearable table",
+    **dict.fromkeys(
+        ("models.PenalizedCox", "models.GradientBoostedCox", "models.SurvivalEnsemble",
+         "deep.DeepSurv", "deep.LogisticHazard"),
+        "a survival model: fits a structured (event, time) outcome, which scikit-learn's "
+        "checks do not generate; tests/test_survival.py checks its contract",
+    ),
     "fastpath.FastColumnTransformer": (
         "made from an already fitted ColumnTransformer by fast_preprocessor; fitting is "
         "scikit-learn's ColumnTransformer"
@@ -110,6 +116,7 @@ def checked_estimators() -> dict[str, BaseEstimator]:
     estimators = {
         name: shrink(make_model(name, seed=0, **MODEL_ARGS.get(name, {})))
         for name in available_models()
+        if not is_survival_model(name)
     }
     model_types = {type(model) for model in estimators.values()}
     for name, cls in medpredict_estimator_classes().items():
@@ -674,8 +681,9 @@ def test_every_estimator_is_checked_or_excused():
 
 
 def test_every_registered_model_is_a_checked_classifier():
-    assert set(available_models()) <= set(ESTIMATORS)
-    assert all(is_classifier(ESTIMATORS[name]) for name in available_models())
+    classifiers = [name for name in available_models() if not is_survival_model(name)]
+    assert set(classifiers) <= set(ESTIMATORS)
+    assert all(is_classifier(ESTIMATORS[name]) for name in classifiers)
 
 
 def test_l1_gene_selection_handles_three_classes():

@@ -18,7 +18,7 @@ from medpredict.artifact import save_model
 from medpredict.evaluation.bootstrap import Estimate
 from medpredict.model_metadata import ModelMetadata
 from medpredict.survival.report import write_report
-from medpredict.survival.runner import SurvivalStudyResult
+from medpredict.survival.results import SurvivalStudyResult
 from medpredict.versions import library_versions
 
 NOT_ESTIMABLE = "not estimable on these rows (e.g. no patient followed past the horizon)"

@@ -18,7 +18,7 @@ from medpredict.evaluation.bootstrap import Estimate
 from medpredict.evaluation.survival import KaplanMeier, calibration_groups, net_benefit_at
 from medpredict.report.html import Section, callout, escape, figure, render, table
 from medpredict.survival.outcome import SurvivalOutcome
-from medpredict.survival.runner import SurvivalStudyResult
+from medpredict.survival.results import SurvivalStudyResult
 from medpredict.survival.scoring import SurvivalPredictions
 
 

@@ -26,8 +26,6 @@ True
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,7 +38,6 @@ from medpredict.data.cohort import Cohort, build_cohort, build_external, load_ta
 from medpredict.data.errors import DataError
 from medpredict.data.loading import frame_sha256, read_table
 from medpredict.encoders.tabular import standard_pipeline
-from medpredict.evaluation.bootstrap import Estimate
 from medpredict.evaluation.splits import Fold, internal_folds, site_folds, temporal_split
 from medpredict.models.registry import check_model_names, make_model
 from medpredict.progress import StudyProgress
@@ -50,58 +47,14 @@ from medpredict.study.results import CandidateFailure, FoldError
 from medpredict.study.validation import cohort_rows, table_rows
 from medpredict.survival.models import survival_curves
 from medpredict.survival.outcome import SurvivalOutcome, survival_outcome
+from medpredict.survival.outputs import write_outputs
+from medpredict.survival.results import SurvivalCandidate, SurvivalHoldout, SurvivalStudyResult
 from medpredict.survival.scoring import (
     SurvivalPredictions,
     evaluation_times,
     score_candidates,
     score_predictions,
 )
-
-
-@dataclass
-class SurvivalCandidate:
-    """One candidate's out-of-fold curves, metrics with CIs and fold models."""
-
-    name: str
-    estimator: Any
-    predictions: SurvivalPredictions
-    metrics: dict[str, Estimate]
-    seconds: float
-    delta: dict[str, Estimate] = field(default_factory=dict)
-
-
-@dataclass
-class SurvivalHoldout:
-    """The selected model on a hold-out: temporal rows or an external table."""
-
-    kind: str
-    cohort: Cohort
-    outcome: SurvivalOutcome
-    predictions: SurvivalPredictions
-    metrics: dict[str, Estimate]
-
-
-@dataclass
-class SurvivalStudyResult:
-    """Everything a survival study produced."""
-
-    spec: StudySpec
-    cohort: Cohort
-    outcome: SurvivalOutcome
-    folds: list[Fold]
-    candidates: dict[str, SurvivalCandidate]
-    best_name: str
-    final_model: Any
-    holdouts: list[SurvivalHoldout]
-    failures: list[CandidateFailure]
-    data_sha256: str
-    seconds: float = 0.0
-    model_dir: Path | None = None
-    report_path: Path | None = None
-
-    @property
-    def best(self) -> SurvivalCandidate:
-        return self.candidates[self.best_name]
 
 
 def _outcome_of(frame: pd.DataFrame, cohort: Cohort, spec: StudySpec) -> SurvivalOutcome:
@@ -225,8 +178,6 @@ def run_survival_study(
         result = _run(spec, quiet)
     result.seconds = time.perf_counter() - started
     if save:
-        from medpredict.survival.outputs import write_outputs
-
         write_outputs(result)
     return result
 
