@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export MEDPREDICT_CACHE_DIR ?= $(abspath .cache)
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup demo timeline-demo forecast-demo test lint bench clean
+.PHONY: setup demo timeline-demo forecast-demo survival-demo test lint bench clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ timeline-demo: setup
 
 forecast-demo: setup
 	$(BIN)/medpredict forecast medpredict/examples/flusight.yaml --output-dir runs
+
+survival-demo: setup
+	$(BIN)/medpredict run medpredict/examples/rotterdam_survival.yaml --output-dir runs
 
 test: setup
 	bash .ci/install-browser.sh

@@ -178,7 +178,7 @@ def predict_frame(
     check_has_rows(X, "prediction input")
     out = frame[keep or []].reset_index(drop=True).copy()
     if metadata.task == "survival":
-        return _survival_columns(out, loaded, X)
+        return pd.concat([out, survival_columns(loaded, X)], axis=1)
     proba = predict_proba_checked(loaded.estimator, X)
     classes = metadata.classes
     if metadata.task == "binary":
@@ -193,9 +193,17 @@ def predict_frame(
     return out
 
 
-def _survival_columns(out: pd.DataFrame, loaded: LoadedModel, X: pd.DataFrame) -> pd.DataFrame:
+def survival_columns(loaded: LoadedModel, X: pd.DataFrame) -> pd.DataFrame:
+    """A survival model's ``risk_<horizon>`` columns and ``median_survival`` for ``X``.
+
+    Raises
+    ------
+    NonFiniteError
+        When a value is not finite before or after preprocessing.
+    """
     from medpredict.survival.models import survival_curves
 
+    out = pd.DataFrame(index=range(len(X)))
     transformed, model = checked_inputs(loaded.estimator, X)
     horizons = loaded.metadata.horizons
     times = np.unique(np.concatenate([model.unique_times_, horizons]))

@@ -46,6 +46,8 @@ EXTRA_MODULES = {
     "deep": ("medpredict.models.deep", "medpredict.models.hybrid",
              "medpredict.models.feature_hybrids", "medpredict.timeline.sequence"),
     "genomics": (),
+    "survival": ("medpredict.survival.models", "medpredict.survival.deep",
+                 "medpredict.survival.datasets", "medpredict.survival.runner"),
     "forecasting": ("medpredict.forecasting",),
     "cluster": ("medpredict.cluster",),  # imports distributed only when a cluster is asked for
 }

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from fastapi.testclient import TestClient
 from sklearn.base import clone
 from sksurv.datasets import load_gbsg2
 from typer.testing import CliRunner
@@ -22,6 +23,11 @@ from medpredict.encoders.tabular import standard_pipeline
 from medpredict.evaluation.survival import harrell_c
 from medpredict.models.registry import available_models, is_survival_model, make_model
 from medpredict.predict import predict_frame
+from medpredict.serve.app import create_app
+from medpredict.serve.auth import new_api_key
+from medpredict.serve.config import ServeSettings
+from medpredict.serve.fhir import ExtractedRow, FhirMapping, risk_assessment
+from medpredict.serve.models import ServedModel
 from medpredict.spec import parse_spec
 from medpredict.study import run_study
 from medpredict.survival.models import survival_curves
@@ -83,6 +89,35 @@ def test_study_outputs_load_and_predict_risks_at_the_horizons(lung_study):
     expected = 1 - survival_curves(result.final_model, frame[loaded.metadata.feature_names],
                                    np.array([365.0]))[:, 0]
     np.testing.assert_allclose(scored["risk_365"], expected)
+
+
+def test_service_answers_risks_by_horizon_in_json_and_fhir(lung_study, tmp_path):
+    result = lung_study
+    key, entry = new_api_key("dr-survival", ["clinician"])
+    keys_file = tmp_path / "keys.json"
+    keys_file.write_text(json.dumps({"keys": [entry]}))
+    settings = ServeSettings(keys_file=str(keys_file), audit_url=f"sqlite:///{tmp_path}/a.db")
+    client = TestClient(create_app([result.model_dir], settings))
+    client.headers.update({"X-API-Key": key})
+    features = load_model(result.model_dir).metadata.feature_names
+    frame = load_dataset("lung").head(3)
+    rows = [{k: (None if pd.isna(v) else float(v)) for k, v in row.items()}
+            for row in frame[features].to_dict(orient="records")]
+    answer = client.post("/v1/models/lung/predict", json={"rows": rows})
+    assert answer.status_code == 200, answer.text
+    predictions = answer.json()["predictions"]
+    expected = predict_frame(load_model(result.model_dir), frame)
+    for got, (_, want) in zip(predictions, expected.iterrows(), strict=True):
+        assert [h["horizon"] for h in got["horizon_risks"]] == [180.0, 365.0]
+        assert got["horizon_risks"][1]["risk"] == pytest.approx(want["risk_365"])
+        assert got["risk"] == pytest.approx(want["risk_180"])
+        assert got["median_survival"] == pytest.approx(want["median_survival"])
+    served = ServedModel.from_dir(result.model_dir)
+    prediction = served.predict(rows[:1])[0]
+    fhir = risk_assessment(served, FhirMapping.from_dict({"features": {}}, "test"),
+                           ExtractedRow(rows[0], "Patient/p1", []), prediction)
+    assert [p["whenRange"]["high"]["value"] for p in fhir["prediction"]] == [180.0, 365.0]
+    assert fhir["prediction"][0]["probabilityDecimal"] == pytest.approx(prediction.risk, abs=1e-6)
 
 
 def test_cli_runs_a_survival_spec_and_predicts(tmp_path):

@@ -232,6 +232,31 @@ a6814b707e5e2c5574ffde83b10a5a2fd81a70406f25e473313e53f91c8dad7c 6621783 set-a.t
             ),
         ),
         ReferenceDataset(
+            "deepsurv",
+            "DeepSurv's published train/test splits: SUPPORT, METABRIC, Rotterdam -> GBSG, WHAS",
+            "Katzman et al., BMC Medical Research Methodology 18:24 (2018); DeepSurv repository",
+            "MIT",
+            tuple(
+                file
+                for folder, line in (
+                    ("support", "e398f49930e4efc4ecd675a72ac547f0d1ae25ccf13f6a1024cded12ea88a83e"
+                     " 574112 support_train_test.h5"),
+                    ("metabric", "e959131973c906c7e8b1e662c81160914768156a6da145a9bfed9b9ee8bf3e72"
+                     " 90016 metabric_IHC4_clinical_train_test.h5"),
+                    ("gbsg", "bd455f4395322a8b23040c15cedbef00ad51a447d02c95f1f1d686a6b196484b"
+                     " 86592 gbsg_cancer_train_test.h5"),
+                    ("whas", "2ed86f073fdbe34be10f7e485eeaf67b61004521390c46b9a18aa9b82d5e8f9c"
+                     " 58656 whas_train_test.h5"),
+                )
+                for file in _same_as_source(
+                    "survival",
+                    f"{_GITHUB}/jaredleekatzman/DeepSurv/f0803f57bff9395f2bfbb99da2f1031adcf01331"
+                    f"/experiments/data/{folder}",
+                    line,
+                )
+            ),
+        ),
+        ReferenceDataset(
             "flusight",
             "CDC FluSight weekly confirmed influenza hospital admissions, 50 states, DC, PR, "
             "US; 2022-02 to 2026-06",

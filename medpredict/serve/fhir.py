@@ -305,7 +305,13 @@ def risk_assessment(
     target = model.metadata.target
     outcome = mapping.outcome or {"text": f"{target} = {model.positive_class}"}
     predictions = []
-    if prediction.risk is not None:
+    if prediction.horizon_risks is not None:
+        predictions = [
+            {"outcome": outcome, "probabilityDecimal": round(item["risk"], 6),
+             "whenRange": {"high": {"value": item["horizon"], "unit": item["unit"]}}}
+            for item in prediction.horizon_risks
+        ]
+    elif prediction.risk is not None:
         band = prediction.band
         item: dict[str, Any] = {"outcome": outcome, "probabilityDecimal": round(prediction.risk, 6)}
         if band is not None and band.fhir_code:
@@ -320,6 +326,8 @@ def risk_assessment(
             for label, p in prediction.probabilities.items()
         ]
     notes = [f"Model {model.name} version {model.version}, sha256 {model.sha256}."]
+    if prediction.horizon_risks is not None:
+        notes.append(f"Predicted {prediction.prediction}.")
     if prediction.conformal_set is not None:
         notes.append("Conformal prediction set: {" + ", ".join(prediction.conformal_set) + "}.")
     if prediction.factors:

@@ -26,7 +26,12 @@ import pandas as pd
 
 from medpredict.artifact import METADATA_FILE, LoadedModel, load_model
 from medpredict.data.schema import Schema
-from medpredict.predict import NonFiniteError, predict_proba_checked, predicted_classes
+from medpredict.predict import (
+    NonFiniteError,
+    predict_proba_checked,
+    predicted_classes,
+    survival_columns,
+)
 from medpredict.serve.bands import Band, band_for, risk_bands
 from medpredict.serve.config import ServeSettings
 from medpredict.serve.fastpath import fast_pipeline
@@ -54,10 +59,12 @@ class RowPrediction:
     conformal_status: str | None
     factors: list[dict[str, Any]] | None
     warnings: list[str]
+    horizon_risks: list[dict[str, Any]] | None = None
+    median_survival: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form used in API responses and the audit log."""
-        return {
+        out = {
             "risk": self.risk,
             "risk_band": self.band.to_dict() if self.band else None,
             "probabilities": self.probabilities,
@@ -67,6 +74,10 @@ class RowPrediction:
             "top_factors": self.factors,
             "warnings": self.warnings,
         }
+        if self.horizon_risks is not None:
+            out["horizon_risks"] = self.horizon_risks
+            out["median_survival"] = self.median_survival
+        return out
 
 
 class ServedModel:
@@ -74,8 +85,9 @@ class ServedModel:
 
     def __init__(self, loaded: LoadedModel, top_k: int = 5) -> None:
         meta = loaded.metadata
-        needed = {"version": meta.version, "task": meta.task, "classes": meta.classes,
-                  "schema": meta.data_schema}
+        needed = {"version": meta.version, "task": meta.task, "schema": meta.data_schema,
+                  **({"horizons": meta.horizons} if meta.task == "survival"
+                     else {"classes": meta.classes})}
         missing = [k for k, v in needed.items() if not v]
         if missing:
             raise ValueError(f"{loaded.path / METADATA_FILE} lacks {', '.join(missing)}")
@@ -94,7 +106,7 @@ class ServedModel:
         self.loaded_at = datetime.now(UTC).isoformat(timespec="seconds")
         self.conformal, self.background = self._trust_files()
         self.conformal_group = self._conformal_group()
-        self.explanations = top_k > 0 and self._can_explain()
+        self.explanations = top_k > 0 and self.task != "survival" and self._can_explain()
 
     @classmethod
     def from_dir(
@@ -184,6 +196,8 @@ class ServedModel:
             Naming each row and field whose value is not finite after preprocessing.
         """
         frame = checked.frame
+        if self.task == "survival":
+            return self._survival(checked)
         try:
             proba = predict_proba_checked(self.loaded.estimator, frame)
         except NonFiniteError as error:
@@ -207,6 +221,36 @@ class ServedModel:
                     warnings=warnings,
                 )
             )
+        return out
+
+    def _survival(self, checked: ValidatedRows) -> list[RowPrediction]:
+        """Risk of the event by each horizon and the median survival, row by row."""
+        try:
+            scored = survival_columns(self.loaded, checked.frame)
+        except NonFiniteError as error:
+            raise RowValidationError(_not_finite(error)) from None
+        unit = self.metadata.time_unit or ""
+        horizons = self.metadata.horizons
+        out = []
+        for i, warnings in enumerate(checked.warnings):
+            risks = [float(scored[f"risk_{h:g}"].iloc[i]) for h in horizons]
+            median = scored["median_survival"].iloc[i]
+            median = None if np.isnan(median) else float(median)
+            out.append(RowPrediction(
+                risk=risks[0],
+                band=None,
+                probabilities={f"event by {h:g} {unit}".strip(): r
+                               for h, r in zip(horizons, risks, strict=True)},
+                prediction=f"median survival {median:g} {unit}".strip() if median is not None
+                else "median survival beyond the model's follow-up",
+                conformal_set=None,
+                conformal_status=None,
+                factors=None,
+                warnings=warnings,
+                horizon_risks=[{"horizon": h, "unit": unit, "risk": r}
+                               for h, r in zip(horizons, risks, strict=True)],
+                median_survival=median,
+            ))
         return out
 
     def _factors(

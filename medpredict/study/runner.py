@@ -44,6 +44,7 @@ from medpredict.evaluation.splits import (
     temporal_split,
 )
 from medpredict.models.registry import check_model_names
+from medpredict.optional import require
 from medpredict.progress import StudyProgress
 from medpredict.spec import StudySpec
 from medpredict.study.candidates import (
@@ -281,6 +282,7 @@ def run_study(spec: StudySpec, quiet: bool = False, save: bool = True) -> StudyR
     :func:`medpredict.survival.runner.run_survival_study` and returns its result.
     """
     if spec.task == "survival":
+        require("sksurv", extra="survival")
         from medpredict.survival.runner import run_survival_study
 
         return run_survival_study(spec, quiet=quiet, save=save)

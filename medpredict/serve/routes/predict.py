@@ -48,10 +48,21 @@ class BandOut(BaseModel):
     opened_by: str | None
 
 
+class HorizonRisk(BaseModel):
+    """A survival model's risk of the event by one horizon."""
+
+    horizon: float
+    unit: str
+    risk: float
+
+
 class PredictionOut(BaseModel):
     """The answer for one patient row."""
 
-    risk: float | None = Field(description="Calibrated probability of the positive class.")
+    risk: float | None = Field(
+        description="Calibrated probability of the positive class (survival models: of the "
+        "event by the first horizon)."
+    )
     risk_band: BandOut | None
     probabilities: dict[str, float]
     prediction: str
@@ -63,6 +74,13 @@ class PredictionOut(BaseModel):
     )
     top_factors: list[Factor] | None
     warnings: list[str]
+    horizon_risks: list[HorizonRisk] | None = Field(
+        None, description="Survival models: probability of the event by each horizon."
+    )
+    median_survival: float | None = Field(
+        None, description="Survival models: predicted median survival time (null where the "
+        "curve stays above 0.5 within the model's follow-up)."
+    )
 
 
 class PredictResponse(BaseModel):
