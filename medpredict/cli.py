@@ -353,12 +353,6 @@ def predict(
         table = reader.submit(_read_table, input) if tabular else None
         loaded = load_model(model)
         frame = table.result() if table is not None else None
-    if explain and loaded.metadata.task == "survival":
-        raise DataError(
-            "--explain is not available for survival models yet: their predictions are the "
-            "risks at the horizons and the median survival, without explanations or "
-            "conformal referral"
-        )
     if is_timeline(loaded.metadata):
         frame, keep = _timeline_features(loaded, input, frame, index_time, keep)
     elif looks_like_events(input, frame):
@@ -367,7 +361,12 @@ def predict(
         raise DataError("--index-time applies to timeline models only (studies with timeline:)")
     scored = predict_frame(loaded, frame, keep=keep or [])
     message = f"wrote {len(scored)} risk(s) to {output}"
-    if explain:
+    if explain and loaded.metadata.task == "survival":
+        from medpredict.survival.explain import annotate_survival
+
+        scored["top_factors"] = annotate_survival(loaded, frame, keep=keep or [], k=top)
+        message += f"; top factors of the risk by the first horizon for {len(scored)} row(s)"
+    elif explain:
         from medpredict.trust.runtime import annotate_predictions
 
         annotated = annotate_predictions(loaded, frame, keep=keep or [], k=top)
@@ -498,12 +497,15 @@ def datasets_fetch(
 def models() -> None:
     """List the model names a study spec can use."""
     from medpredict.models import available_models
+    from medpredict.models.registry import is_survival_model
 
     grid = Table(title="models")
     grid.add_column("name")
+    grid.add_column("task")
     grid.add_column("description")
     for name, description in available_models().items():
-        grid.add_row(name, description)
+        task = "survival" if is_survival_model(name) else "binary, multiclass"
+        grid.add_row(name, task, description)
     console.print(grid)
 
 

@@ -70,7 +70,7 @@ LAYERS = (
      "medpredict.forecasting", "medpredict.survival.spec", "medpredict.survival.outcome",
      "medpredict.survival.scoring", "medpredict.survival.baseline"),
     ("medpredict.report",),
-    ("medpredict.encoders", "medpredict.models", "medpredict.safe_skops",
+    ("medpredict.encoders", "medpredict.models", "medpredict.safe_skops", "medpredict.effects",
      "medpredict.model_metadata", "medpredict.artifact", "medpredict.timeline.sequence",
      "medpredict.survival.models", "medpredict.survival.deep"),
     ("medpredict.imaging", "medpredict.signals", "medpredict.wearables", "medpredict.trust",

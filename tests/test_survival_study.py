@@ -78,7 +78,8 @@ def test_study_outputs_load_and_predict_risks_at_the_horizons(lung_study):
     summary = json.loads((result.spec.run_dir / "metrics.json").read_text())
     assert summary["task"] == "survival" and summary["events"] == 165
     report = result.report_path.read_text()
-    for title in ("Candidate models", "Individual survival curves", "Assumptions to check"):
+    for title in ("Candidate models", "Individual survival curves", "What drives the predicted",
+                  "Assumptions to check"):
         assert title in report
     loaded = load_model(result.model_dir)
     assert loaded.metadata.task == "survival" and loaded.metadata.horizons == [180.0, 365.0]
@@ -112,6 +113,7 @@ def test_service_answers_risks_by_horizon_in_json_and_fhir(lung_study, tmp_path)
         assert got["horizon_risks"][1]["risk"] == pytest.approx(want["risk_365"])
         assert got["risk"] == pytest.approx(want["risk_180"])
         assert got["median_survival"] == pytest.approx(want["median_survival"])
+        assert len(got["top_factors"]) == 5 and got["top_factors"][0]["space"] == "log-odds"
     served = ServedModel.from_dir(result.model_dir)
     prediction = served.predict(rows[:1])[0]
     fhir = risk_assessment(served, FhirMapping.from_dict({"features": {}}, "test"),
@@ -140,8 +142,12 @@ def test_cli_runs_a_survival_spec_and_predicts(tmp_path):
     assert pd.read_csv(out)["risk_365"].between(0, 1).all()
     explained = runner.invoke(app, ["predict", "--model", str(tmp_path / "lung_cli" / "model"),
                                     "--input", str(tmp_path / "new.csv"), "--output", str(out),
-                                    "--explain"])
-    assert explained.exit_code != 0 and "survival" in explained.output
+                                    "--explain", "--top", "3"])
+    assert explained.exit_code == 0, explained.output
+    factors = [json.loads(text) for text in pd.read_csv(out)["top_factors"]]
+    assert all(len(row) == 3 for row in factors)
+    assert {f["feature"] for row in factors for f in row} <= set(
+        load_model(tmp_path / "lung_cli" / "model").metadata.feature_names)
 
 
 def test_external_validation_marks_horizons_beyond_its_follow_up(tmp_path):

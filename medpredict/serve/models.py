@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medpredict.artifact import METADATA_FILE, LoadedModel, load_model
+from medpredict.artifact import BACKGROUND_FILE, METADATA_FILE, LoadedModel, load_model
 from medpredict.data.schema import Schema
 from medpredict.predict import (
     NonFiniteError,
@@ -106,7 +106,9 @@ class ServedModel:
         self.loaded_at = datetime.now(UTC).isoformat(timespec="seconds")
         self.conformal, self.background = self._trust_files()
         self.conformal_group = self._conformal_group()
-        self.explanations = top_k > 0 and self.task != "survival" and self._can_explain()
+        self.explanations = top_k > 0 and (
+            self.background is not None if self.task == "survival" else self._can_explain()
+        )
 
     @classmethod
     def from_dir(
@@ -121,7 +123,14 @@ class ServedModel:
         return {"name": self.name, "version": self.version, "sha256": self.sha256}
 
     def _trust_files(self) -> tuple[ConformalSets | None, pd.DataFrame | None]:
-        """The trust layer's conformal predictor and background, if the study saved them."""
+        """The trust layer's conformal predictor and background, if the study saved them
+        (a survival study saves the background only)."""
+        if self.task == "survival":
+            if not self.loaded.has_file(BACKGROUND_FILE):
+                return None, None
+            from medpredict.survival.explain import stored_background
+
+            return None, stored_background(self.loaded)
         if not has_trust_files(self.loaded):
             return None, None
         conformal, background = load_trust(self.loaded)
@@ -231,6 +240,14 @@ class ServedModel:
             raise RowValidationError(_not_finite(error)) from None
         unit = self.metadata.time_unit or ""
         horizons = self.metadata.horizons
+        factors = None
+        if self.explanations:
+            from medpredict.survival.explain import horizon_attributions
+
+            attribution = horizon_attributions(self.loaded.estimator, checked.frame,
+                                               self.background, horizons[0])
+            factors = [[{**f, "space": attribution.space} for f in row]
+                       for row in attribution.top_factors(self.top_k)]
         out = []
         for i, warnings in enumerate(checked.warnings):
             risks = [float(scored[f"risk_{h:g}"].iloc[i]) for h in horizons]
@@ -245,7 +262,7 @@ class ServedModel:
                 else "median survival beyond the model's follow-up",
                 conformal_set=None,
                 conformal_status=None,
-                factors=None,
+                factors=None if factors is None else factors[i],
                 warnings=warnings,
                 horizon_risks=[{"horizon": h, "unit": unit, "risk": r}
                                for h, r in zip(horizons, risks, strict=True)],

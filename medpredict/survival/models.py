@@ -39,20 +39,29 @@ from medpredict.survival.baseline import BreslowCurves
 from medpredict.survival.outcome import from_structured
 from medpredict.survival.scoring import risk_scores
 
+CHUNK_ROWS = 4096
+"""Rows whose full curves are held at once (a forest's curves have a value per event time)."""
+
 
 def survival_curves(model: Any, X: Any, times: np.ndarray) -> np.ndarray:
     """Survival probability of each row of ``X`` at each of ``times`` (rows x times).
 
     Curves are step functions: 1 before the model's first time, its last value after
-    its last time.
+    its last time. Rows are predicted in chunks, so memory stays bounded however many
+    rows are asked for.
     """
     times = np.asarray(times, dtype=float)
     if isinstance(model, Pipeline):
         X = model[:-1].transform(X)
         model = model[-1]
-    values = model.predict_survival_function(X, return_array=True)
     index = np.searchsorted(model.unique_times_, times, side="right") - 1
-    curves = values[:, np.maximum(index, 0)]
+    n_rows = X.shape[0]
+    curves = np.empty((n_rows, times.size))
+    for start in range(0, n_rows, CHUNK_ROWS):
+        rows = slice(start, min(start + CHUNK_ROWS, n_rows))
+        chunk = X.iloc[rows] if hasattr(X, "iloc") else X[rows]
+        values = model.predict_survival_function(chunk, return_array=True)
+        curves[rows] = values[:, np.maximum(index, 0)]
     curves[:, index < 0] = 1.0
     return np.clip(curves, 0.0, 1.0)
 

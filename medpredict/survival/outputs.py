@@ -3,7 +3,8 @@
 The model directory is the same typed, hashed (and, with a key, signed) directory as
 every study's (:mod:`medpredict.artifact`), with ``task: survival``, the horizons and
 the time unit in its metadata, so ``medpredict predict`` and serving know to answer
-with risks at the horizons.
+with risks at the horizons, and the explanation background (no real patient's row:
+:func:`medpredict.trust.explanations.make_background`) for their top factors.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from medpredict import __version__
-from medpredict.artifact import save_model
+from medpredict.artifact import BACKGROUND_FILE, save_model
 from medpredict.evaluation.bootstrap import Estimate
 from medpredict.model_metadata import ModelMetadata
 from medpredict.survival.report import write_report
 from medpredict.survival.results import SurvivalStudyResult
+from medpredict.trust.explanations import background_to_json
 from medpredict.versions import library_versions
 
 NOT_ESTIMABLE = "not estimable on these rows (e.g. no patient followed past the horizon)"
@@ -95,6 +97,10 @@ def write_outputs(result: SurvivalStudyResult) -> None:
     """Write the model directory, metrics.json and report.html under the run folder."""
     run_dir = result.spec.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    result.model_dir = save_model(run_dir / "model", result.final_model, model_metadata(result))
+    extra = {} if result.background is None else {
+        BACKGROUND_FILE: background_to_json(result.background)
+    }
+    result.model_dir = save_model(run_dir / "model", result.final_model, model_metadata(result),
+                                  extra_files=extra)
     (run_dir / "metrics.json").write_text(json.dumps(metrics_summary(result), indent=2))
     result.report_path = write_report(result, run_dir / "report.html")

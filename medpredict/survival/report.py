@@ -197,6 +197,26 @@ def _individual_section(result: SurvivalStudyResult) -> Section:
     return Section("Individual survival curves", body)
 
 
+def _explanation_section(result: SurvivalStudyResult) -> Section | None:
+    attribution = result.explanation
+    if attribution is None:
+        return None
+    horizon = result.spec.survival.horizons[0]
+    unit = result.spec.survival.time_unit
+    importance = attribution.values.abs().mean().sort_values(ascending=False).head(12)
+    fig, ax = plt.subplots(figsize=(5.5, 0.35 * len(importance) + 1))
+    ax.barh(importance.index[::-1].astype(str), importance.to_numpy()[::-1], color="#1f6feb")
+    ax.set(xlabel=f"mean |SHAP| (log-odds of the event by {horizon:g} {unit})")
+    body = (
+        f"<p>SHAP attributions of the selected model's risk of the event by {horizon:g} "
+        f"{unit}, per original column, on {len(attribution.values)} development patients "
+        f"({attribution.method} explainer, against a background sample that holds no real "
+        "patient's row). A large value means the column moves individual risks most; it "
+        "says nothing about cause.</p>" + figure(fig, "what drives the predicted risk")
+    )
+    return Section("What drives the predicted risk", body)
+
+
 def _holdout_section(result: SurvivalStudyResult) -> Section | None:
     if not result.holdouts:
         return None
@@ -252,6 +272,7 @@ def write_report(result: SurvivalStudyResult, path: Path) -> Path:
         _candidates_section(result),
         _selected_section(result),
         _individual_section(result),
+        _explanation_section(result),
         _holdout_section(result),
         _assumptions_section(result),
     ]

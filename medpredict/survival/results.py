@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from medpredict.data.cohort import Cohort
 from medpredict.evaluation.bootstrap import Estimate
 from medpredict.evaluation.splits import Fold
@@ -13,6 +15,7 @@ from medpredict.spec import StudySpec
 from medpredict.study.results import CandidateFailure
 from medpredict.survival.outcome import SurvivalOutcome
 from medpredict.survival.scoring import SurvivalPredictions
+from medpredict.trust.explanations import Attribution
 
 
 @dataclass
@@ -52,6 +55,8 @@ class SurvivalStudyResult:
     holdouts: list[SurvivalHoldout]
     failures: list[CandidateFailure]
     data_sha256: str
+    background: pd.DataFrame | None = None
+    explanation: Attribution | None = None
     seconds: float = 0.0
     model_dir: Path | None = None
     report_path: Path | None = None

@@ -26,6 +26,7 @@ True
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -35,7 +36,7 @@ from sklearn.base import clone
 from medpredict.cluster import fan_out, on_cluster
 from medpredict.data.checks import check_horizons
 from medpredict.data.cohort import Cohort, build_cohort, build_external, load_table
-from medpredict.data.errors import DataError
+from medpredict.data.errors import DataError, DataWarning
 from medpredict.data.loading import frame_sha256, read_table
 from medpredict.encoders.tabular import standard_pipeline
 from medpredict.evaluation.splits import Fold, internal_folds, site_folds, temporal_split
@@ -45,6 +46,7 @@ from medpredict.spec import StudySpec
 from medpredict.study.candidates import announce
 from medpredict.study.results import CandidateFailure, FoldError
 from medpredict.study.validation import cohort_rows, table_rows
+from medpredict.survival.explain import horizon_attributions
 from medpredict.survival.models import survival_curves
 from medpredict.survival.outcome import SurvivalOutcome, survival_outcome
 from medpredict.survival.outputs import write_outputs
@@ -55,6 +57,7 @@ from medpredict.survival.scoring import (
     score_candidates,
     score_predictions,
 )
+from medpredict.trust.explanations import Attribution, make_background
 
 
 def _outcome_of(frame: pd.DataFrame, cohort: Cohort, spec: StudySpec) -> SurvivalOutcome:
@@ -86,7 +89,8 @@ def _fit_fold(
     name: str, estimator: Any, X: pd.DataFrame, y: np.ndarray, train: np.ndarray,
     test: np.ndarray, times: np.ndarray, rows: np.ndarray, where: str,
 ) -> tuple[str, Any]:
-    """One fold's fit and curves; a failure is returned so the other candidates go on."""
+    """One fold's curves and fit seconds; a failure is returned so the other candidates go
+    on. The fold's model is not returned: only its predictions are needed."""
     model = clone(estimator)
     start = time.perf_counter()
     try:
@@ -97,7 +101,7 @@ def _fit_fold(
             curves = survival_curves(model, X.iloc[test], times)
     except FoldError as err:
         return name, err
-    return name, (curves, model, seconds)
+    return name, (curves, seconds)
 
 
 def _cross_validate(
@@ -138,7 +142,7 @@ def _cross_validate(
     for name in estimators:
         if name in failed:
             continue
-        for (_, test), (fold_curves, _, fold_seconds) in zip(folds, fits[name], strict=True):
+        for (_, test), (fold_curves, fold_seconds) in zip(folds, fits[name], strict=True):
             curves[name][test] = fold_curves
             seconds[name] += fold_seconds
     failures = [CandidateFailure(name, str(err), err.rows) for name, err in failed.items()]
@@ -160,6 +164,29 @@ def _score_holdout(
     metrics = score_predictions(predictions, outcome.time, outcome.event, horizons,
                                 cohort.groups, spec.bootstrap, spec.seed)
     return SurvivalHoldout(kind, cohort, outcome, predictions, metrics)
+
+
+EXPLAINED_ROWS = 12  # model-agnostic (kernel) SHAP on a survival model is costly
+EXACT_COLUMNS = 8  # beyond this many columns the coalitions are sampled
+
+
+def _explanations(
+    spec: StudySpec, development: Cohort, model: Any
+) -> tuple[pd.DataFrame, Attribution | None]:
+    """The stored background, and attributions of development rows' risk by the first
+    horizon (for the report's ranking of what drives the risk)."""
+    background = make_background(development.X, spec.trust.explain_background, spec.seed)
+    rows = development.X.sample(min(EXPLAINED_ROWS, spec.trust.explain_rows,
+                                    len(development.X)), random_state=spec.seed)
+    n_samples = "auto" if rows.shape[1] <= EXACT_COLUMNS else 256
+    try:
+        explanation = horizon_attributions(model, rows, background.head(20),
+                                           spec.survival.horizons[0], n_samples)
+    except (ValueError, TypeError) as error:
+        warnings.warn(f"explanations unavailable for this model: {error}", DataWarning,
+                      stacklevel=2)
+        explanation = None
+    return background, explanation
 
 
 def _external(spec: StudySpec, development: Cohort) -> tuple[Cohort, SurvivalOutcome]:
@@ -217,6 +244,9 @@ def _run(spec: StudySpec, quiet: bool) -> SurvivalStudyResult:
         progress.stage(f"refitting {best} on all development data", total=None)
         final_model = clone(candidates[best].estimator).fit(development.X,
                                                             dev_outcome.structured())
+        progress.stage(f"explaining the risk by {horizons[0]:g} {spec.survival.time_unit}",
+                       total=None)
+        background, explanation = _explanations(spec, development, final_model)
         holdouts = []
         if later is not None:
             holdouts.append(_score_holdout("temporal", cohort_rows(cohort, later),
@@ -228,5 +258,6 @@ def _run(spec: StudySpec, quiet: bool) -> SurvivalStudyResult:
     return SurvivalStudyResult(
         spec=spec, cohort=development, outcome=dev_outcome, folds=folds,
         candidates=candidates, best_name=best, final_model=final_model, holdouts=holdouts,
-        failures=failures, data_sha256=frame_sha256(frame),
+        failures=failures, data_sha256=frame_sha256(frame), background=background,
+        explanation=explanation,
     )
