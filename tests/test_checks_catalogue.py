@@ -145,6 +145,26 @@ CASES: dict[str, tuple[Case, Case, str]] = {
         r"column 'glu' must be 60 to 600 \(physical limit\) but rows 147, 179 .*; "
         r"column 'age' must be at most 60",
     ),
+    "check_event_codes": (
+        lambda tmp: checks.check_event_codes(_pbc()["status"], 2, 0, [1]),
+        lambda tmp: checks.check_event_codes(_pbc()["status"], 2, 0),
+        r"event column 'status' holds 1 in rows .*, which is neither the event \(2\) nor "
+        r"censored \(0\); declare it in survival.competing_values",
+    ),
+    "check_durations": (
+        lambda tmp: checks.check_durations(_pbc()["time"]),
+        lambda tmp: checks.check_durations(_pbc()["time"].astype(float).mask(
+            _pbc().index.isin([4, 9]), 0.0)),
+        r"duration column 'time' holds times <= 0 in rows 5, 10; follow-up must be positive",
+    ),
+    "check_horizons": (
+        lambda tmp: checks.check_horizons([1826.0], _pbc()["time"].to_numpy(),
+                                          (_pbc()["status"] == 2).to_numpy()),
+        lambda tmp: checks.check_horizons([5000.0], _pbc()["time"].to_numpy(),
+                                          (_pbc()["status"] == 2).to_numpy(), "days"),
+        r"horizon 5000 days is beyond the follow-up: no patient is followed past 5000 "
+        r"\(longest follow-up 4795 days\)",
+    ),
     "check_prediction_columns": (
         lambda tmp: checks.check_prediction_columns(
             _pima_te().drop(columns="type"), list(_pima().columns.drop("type"))

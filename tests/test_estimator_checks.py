@@ -68,6 +68,18 @@ NOT_CHECKED = {
         "a survival model: fits a structured (event, time) outcome, which scikit-learn's "
         "checks do not generate; tests/test_survival.py checks its contract",
     ),
+    "explain.RiskByHorizon": (
+        "reads an already fitted survival model at one horizon for explanations; never fitted"
+    ),
+    **dict.fromkeys(
+        ("learners.TLearner", "learners.SLearner", "learners.XLearner", "learners.DRLearner"),
+        "a treatment-effect learner: fit(X, treatment, y) and effect(X), not the estimator "
+        "API's fit(X, y); tests/test_effects.py checks it on data with known effects",
+    ),
+    "learners.SelectedModel": (
+        "chooses among scikit-learn regressors by cross-validated error and refits the "
+        "choice; tests/test_effects.py checks the choice, the refit and the effects it gives"
+    ),
     "fastpath.FastColumnTransformer": (
         "made from an already fitted ColumnTransformer by fast_preprocessor; fitting is "
         "scikit-learn's ColumnTransformer"

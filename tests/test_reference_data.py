@@ -153,7 +153,8 @@ def test_catalogue_checksums_match_the_mirror_layout():
             assert len(data) == file.mirror.size, file.relative
             assert hashlib.sha256(data).hexdigest() == file.mirror.value, file.relative
     assert dataset_holding("ecg/cpsc2021").name == "cpsc2021"
-    assert dataset_holding("survival/whas_train_test.h5") is None
+    assert dataset_holding("survival/whas_train_test.h5").name == "deepsurv"
+    assert dataset_holding("text/no_such_file.csv") is None
 
 
 def test_breastmnist_official_source_and_layout(shared_breast, tmp_path):
