@@ -88,14 +88,18 @@ def test_run_with_an_unknown_model_in_a_search_lists_the_known_names(tmp_path):
         tmp_path, "train.csv", "[logistic_regression, logistic_regresion]", "budget: 20s\n"
     )
     result = _run(spec, tmp_path)
-    _assert_named_error(result, "unknown classification model 'logistic_regresion'", "logistic_regression, ")
+    _assert_named_error(
+        result, "unknown classification model 'logistic_regresion'", "logistic_regression, "
+    )
 
 
 def test_run_with_a_misspelt_model_stops_before_fitting_anything(tmp_path):
     _pima().to_csv(tmp_path / "train.csv", index=False)
     spec = _spec(tmp_path, "train.csv", "[logistic_regression, logistic_regresion]", "")
     result = _run(spec, tmp_path)
-    _assert_named_error(result, "unknown classification model 'logistic_regresion'", "logistic_regression, ")
+    _assert_named_error(
+        result, "unknown classification model 'logistic_regresion'", "logistic_regression, "
+    )
     assert not list((tmp_path).rglob("metrics.json"))
 
 

@@ -12,7 +12,8 @@ treated minus the expected outcome if not (for a binary outcome, a difference in
   regressed on the features.
 
 Outcome models default to :class:`SelectedModel`, which picks per fit the candidate
-(ridge, quadratic ridge, RBF kernel ridge, LightGBM, LightGBM with linear leaves) with
+(ridge, quadratic ridge, RBF kernel ridge up to 2,000 rows, LightGBM, LightGBM with
+linear leaves) with
 the lowest cross-validated error on the rows it is given, so the choice is made on
 training data only. LightGBM runs single-threaded (cross-fitting with LightGBM's
 default threads stalls a 2-core machine).
@@ -44,12 +45,16 @@ PROPENSITY_CLIP = 0.02
 """Propensity scores are kept within [0.02, 0.98] in the doubly robust terms."""
 
 
-def outcome_candidates() -> dict[str, Any]:
-    """The default candidate outcome models of :class:`SelectedModel`."""
+KERNEL_ROWS = 2000
+"""Above this many rows the kernel ridge candidate is left out (its cost grows as n^3)."""
+
+
+def outcome_candidates(n_rows: int = 0) -> dict[str, Any]:
+    """The default candidate outcome models of :class:`SelectedModel` for ``n_rows`` rows."""
     from lightgbm import LGBMRegressor
 
     boosting = {"n_estimators": 300, "learning_rate": 0.03, "n_jobs": 1, "verbose": -1}
-    return {
+    candidates = {
         "ridge": make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 20))),
         "quadratic_ridge": make_pipeline(
             PolynomialFeatures(2, include_bias=False), StandardScaler(),
@@ -63,6 +68,9 @@ def outcome_candidates() -> dict[str, Any]:
         "lightgbm_linear": LGBMRegressor(num_leaves=7, min_child_samples=20, linear_tree=True,
                                          linear_lambda=1.0, **boosting),
     }
+    if n_rows > KERNEL_ROWS:
+        del candidates["kernel_ridge"]
+    return candidates
 
 
 class SelectedModel(RegressorMixin, BaseEstimator):
@@ -70,7 +78,8 @@ class SelectedModel(RegressorMixin, BaseEstimator):
 
     Parameters
     ----------
-    candidates : name -> unfitted regressor (default :func:`outcome_candidates`).
+    candidates : name -> unfitted regressor (default :func:`outcome_candidates`: kernel
+        ridge only up to ``KERNEL_ROWS`` rows).
     folds : folds of the choice.
     random_state : seed of the folds.
 
@@ -89,7 +98,7 @@ class SelectedModel(RegressorMixin, BaseEstimator):
     def fit(self, X: Any, y: Any) -> SelectedModel:
         X = np.asarray(X, dtype=float)
         y = np.asarray(y, dtype=float)
-        candidates = self.candidates or outcome_candidates()
+        candidates = self.candidates or outcome_candidates(y.size)
         folds = KFold(min(self.folds, y.size), shuffle=True, random_state=self.random_state)
         self.errors_ = {}
         for name, model in candidates.items():

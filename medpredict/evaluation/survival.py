@@ -274,7 +274,7 @@ def cox_slope(time: np.ndarray, event: np.ndarray, covariate: np.ndarray) -> flo
     return float("nan")
 
 
-def stopped_at(
+def _stopped_at(
     time: np.ndarray, event: np.ndarray, horizon: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Follow-up administratively censored at ``horizon``."""
@@ -287,7 +287,7 @@ def calibration_slope(
 ) -> float:
     """Calibration slope at ``horizon`` (see :func:`cox_slope`)."""
     s = np.clip(np.asarray(survival_at_horizon, dtype=float), 1e-12, 1 - 1e-12)
-    t, e = stopped_at(time, event, horizon)
+    t, e = _stopped_at(time, event, horizon)
     return cox_slope(t, e, np.log(-np.log(s)))
 
 

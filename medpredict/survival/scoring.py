@@ -90,9 +90,6 @@ class SurvivalPredictions:
         """Risk score: minus the restricted mean survival time up to the last time."""
         return risk_scores(self.curves, self.times)
 
-    def rows(self, rows: np.ndarray) -> SurvivalPredictions:
-        return SurvivalPredictions(self.times, self.curves[rows])
-
 
 def _brier_terms(
     time: np.ndarray, event: np.ndarray, survival: np.ndarray, times: np.ndarray,
