@@ -142,7 +142,9 @@ def _individual_figure(result: SurvivalStudyResult) -> tuple[plt.Figure, list[li
         rows.append([f"{[10, 30, 50, 70, 90][k]}th", str(result.cohort.row_numbers[i]),
                      *[f"{1 - predictions.at(h)[i]:.3f}" for h in result.spec.survival.horizons],
                      median])
-    ax.set(xlabel=f"time ({unit})", ylabel="predicted event-free probability", ylim=(0, 1.02))
+    # beyond the 95th percentile of follow-up few patients remain and the curves are noise
+    ax.set(xlabel=f"time ({unit})", ylabel="predicted event-free probability", ylim=(0, 1.02),
+           xlim=(0, float(np.quantile(result.outcome.time, 0.95))))
     ax.legend(fontsize=8)
     return fig, rows
 
