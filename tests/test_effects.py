@@ -10,8 +10,10 @@ from econml.data.dgps import ihdp_surface_B
 from lightgbm import LGBMRegressor
 from sklearn.model_selection import train_test_split
 
+from medpredict.data.errors import DataError
 from medpredict.effects.evaluation import (
     benefit_quartiles,
+    check_overlap,
     group_effects,
     pehe,
     policy_values,
@@ -122,6 +124,16 @@ def test_actg_subgroup_table_and_quartiles():
     table = group_effects(quartiles, -scores, n_boot=200)
     assert list(table["group"]) == ["Q1", "Q2", "Q3", "Q4"]
     assert (table["low"] <= table["effect"]).all() and (table["effect"] <= table["high"]).all()
+
+
+def test_overlap_is_reported_and_its_failure_refused():
+    """Synthetic: moderate confounding overlaps; near-deterministic assignment does not."""
+    X, t, _, _, e = confounded()
+    summary = check_overlap(e, t)
+    assert summary["outside"] < 0.1 and summary["min_treated"] < summary["max_control"]
+    strong = 1 / (1 + np.exp(-6 * X[:, 0]))
+    with pytest.raises(DataError, match=r"had a propensity outside 0.05-0.95"):
+        check_overlap(strong, (np.random.default_rng(0).random(t.size) < strong).astype(int))
 
 
 def test_bad_treatment_values_and_tiny_arms_are_refused():

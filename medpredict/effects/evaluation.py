@@ -13,6 +13,8 @@ not fitted on; intervals are percentile bootstraps over patients.
 - :func:`group_effects`: the average effect within each group (declared subgroups, or
   quartiles of estimated benefit).
 - :func:`pehe`: the error against true effects, when they are known (semi-synthetic data).
+- :func:`check_overlap`: refuses, in plain words, to estimate effects for patients whose
+  treatment was all but certain (propensity outside the bounds) when too many are.
 
 Examples
 --------
@@ -30,7 +32,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from medpredict.data.errors import DataError
 from medpredict.evaluation.bootstrap import Estimate, bootstrap
+
+OVERLAP_BOUNDS = (0.05, 0.95)
+"""Propensities outside these leave one arm with almost no comparable patients."""
 
 
 def pehe(true_effect: np.ndarray, estimated: np.ndarray) -> float:
@@ -105,3 +111,59 @@ def benefit_quartiles(benefit: np.ndarray) -> pd.Series:
     """Each patient's quartile of estimated benefit (Q1 lowest to Q4 highest)."""
     ranks = pd.Series(np.asarray(benefit)).rank(method="first")
     return pd.qcut(ranks, 4, labels=["Q1", "Q2", "Q3", "Q4"]).astype(str).rename("benefit")
+
+
+def check_overlap(
+    propensity: np.ndarray, treatment: np.ndarray,
+    bounds: tuple[float, float] = OVERLAP_BOUNDS, max_outside: float = 0.1,
+) -> dict[str, float]:
+    """Propensity overlap by arm; refused when more than ``max_outside`` lie outside.
+
+    Parameters
+    ----------
+    propensity : each patient's estimated probability of treatment (held out).
+    treatment : 0/1 treatment actually given.
+    bounds : the propensities inside which both treatments were realistic.
+    max_outside : the largest share of patients allowed outside ``bounds``.
+
+    Returns
+    -------
+    The share outside the bounds overall and in each arm, and the propensity range of
+    each arm.
+
+    Raises
+    ------
+    DataError
+        Saying how many patients had a near-certain treatment, so their effect could
+        only be extrapolated, and what to do.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_overlap(np.array([0.3, 0.5, 0.6, 0.4]), np.array([0, 1, 1, 0]))["outside"]
+    0.0
+    >>> check_overlap(np.array([0.01, 0.02, 0.99, 0.5]), np.array([0, 0, 1, 1]))
+    Traceback (most recent call last):
+        ...
+    medpredict.data.errors.DataError: 3 of 4 patients (75%) had a propensity outside 0.05-0.95: for them one treatment was all but certain, so the data hold almost no comparable patients who got the other, and their effect could only be extrapolated. Restrict the cohort to patients for whom both treatments were realistic, or add the reasons for the treatment choice as features
+    """  # noqa: E501
+    e = np.asarray(propensity, dtype=float)
+    t = np.asarray(treatment).astype(int)
+    low, high = bounds
+    outside = (e < low) | (e > high)
+    summary = {"outside": float(outside.mean())}
+    for arm, name in ((0, "control"), (1, "treated")):
+        rows = t == arm
+        summary[f"outside_{name}"] = float(outside[rows].mean()) if rows.any() else np.nan
+        summary[f"min_{name}"] = float(e[rows].min()) if rows.any() else np.nan
+        summary[f"max_{name}"] = float(e[rows].max()) if rows.any() else np.nan
+    if summary["outside"] > max_outside:
+        raise DataError(
+            f"{int(outside.sum())} of {e.size} patients ({summary['outside']:.0%}) had a "
+            f"propensity outside {low:g}-{high:g}: for them one treatment was all but "
+            "certain, so the data hold almost no comparable patients who got the other, and "
+            "their effect could only be extrapolated. Restrict the cohort to patients for "
+            "whom both treatments were realistic, or add the reasons for the treatment "
+            "choice as features"
+        )
+    return summary
