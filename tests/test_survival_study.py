@@ -25,6 +25,7 @@ from medpredict.models.registry import available_models, is_survival_model, make
 from medpredict.predict import predict_frame
 from medpredict.serve.app import create_app
 from medpredict.serve.auth import new_api_key
+from medpredict.serve.cds_hooks import risk_card
 from medpredict.serve.config import ServeSettings
 from medpredict.serve.fhir import ExtractedRow, FhirMapping, risk_assessment
 from medpredict.serve.models import ServedModel
@@ -120,6 +121,10 @@ def test_service_answers_risks_by_horizon_in_json_and_fhir(lung_study, tmp_path)
                            ExtractedRow(rows[0], "Patient/p1", []), prediction)
     assert [p["whenRange"]["high"]["value"] for p in fhir["prediction"]] == [180.0, 365.0]
     assert fhir["prediction"][0]["probabilityDecimal"] == pytest.approx(prediction.risk, abs=1e-6)
+    card = risk_card(served, FhirMapping.from_dict({"features": {}}, "test"), prediction)
+    first, second = prediction.horizon_risks
+    assert card["summary"] == (f"status: risk {first['risk']:.0%} by 180 days, "
+                               f"{second['risk']:.0%} by 365 days")
 
 
 def test_cli_runs_a_survival_spec_and_predicts(tmp_path):

@@ -93,11 +93,18 @@ def risk_card(
     """The card for a computed risk."""
     outcome = mapping.outcome.get("text") or str(model.metadata.target)
     band = prediction.band.label if prediction.band else None
-    if prediction.risk is not None:
+    if prediction.horizon_risks is not None:
+        summary = f"{outcome}: risk " + ", ".join(
+            f"{h['risk']:.0%} by {h['horizon']:g} {h['unit']}".rstrip()
+            for h in prediction.horizon_risks
+        )
+    elif prediction.risk is not None:
         summary = f"{outcome}: risk {prediction.risk:.0%}" + (f" ({band})" if band else "")
     else:
         summary = f"{outcome}: most likely {prediction.prediction}"
     lines = [f"**{summary}**", ""]
+    if prediction.horizon_risks is not None:
+        lines.append(f"Predicted {prediction.prediction}.")
     if prediction.conformal_set is not None:
         lines.append(
             "Plausible outcomes (conformal set): " + ", ".join(prediction.conformal_set) + "."
