@@ -46,18 +46,12 @@ class KaplanMeier:
     survival: np.ndarray
 
     @staticmethod
-    def fit(
-        time: np.ndarray,
-        event: np.ndarray,
-        reverse: bool = False,
-        weights: np.ndarray | None = None,
-    ) -> KaplanMeier:
+    def fit(time: np.ndarray, event: np.ndarray, reverse: bool = False) -> KaplanMeier:
         time = np.asarray(time, dtype=float)
         event = np.asarray(event).astype(bool)
-        w = np.ones(time.size) if weights is None else np.asarray(weights, dtype=float)
         unique, inverse = np.unique(time, return_inverse=True)
-        events = np.bincount(inverse, weights=w * event, minlength=unique.size)
-        total = np.bincount(inverse, weights=w, minlength=unique.size)
+        events = np.bincount(inverse, weights=event.astype(float), minlength=unique.size)
+        total = np.bincount(inverse, minlength=unique.size).astype(float)
         at_risk = np.cumsum(total[::-1])[::-1]
         if reverse:
             at_risk = at_risk - events
@@ -200,6 +194,26 @@ def cumulative_dynamic_auc(
     return float(np.sum(w * wins) / (np.sum(w) * controls.size))
 
 
+def brier_terms(
+    time: np.ndarray,
+    event: np.ndarray,
+    survival: np.ndarray,
+    times: np.ndarray,
+    censoring: KaplanMeier,
+) -> np.ndarray:
+    """Each row's IPCW Brier term at each of ``times``; the Brier score is their mean.
+
+    Kept per row so a bootstrap resample's Brier score is a mean over its rows.
+    """
+    time = np.asarray(time, dtype=float)
+    event = np.asarray(event).astype(bool)
+    times = np.asarray(times, dtype=float)
+    case = (time[:, None] <= times[None, :]) & event[:, None]
+    control = time[:, None] > times[None, :]
+    return (np.square(survival) * case * _inverse_g(censoring, time)[:, None]
+            + np.square(1.0 - survival) * control * _inverse_g(censoring, times)[None, :])
+
+
 def brier_scores(
     time: np.ndarray,
     event: np.ndarray,
@@ -212,19 +226,10 @@ def brier_scores(
     Parameters
     ----------
     survival : predicted survival probability, one row per patient, one column per time.
+    censoring : the censoring distribution ``G`` (default: estimated on these rows).
     """
-    time = np.asarray(time, dtype=float)
-    event = np.asarray(event).astype(bool)
-    times = np.asarray(times, dtype=float)
     g = censoring or KaplanMeier.fit(time, event, reverse=True)
-    inv_g_own = _inverse_g(g, time)
-    inv_g_t = _inverse_g(g, times)
-    case = (time[:, None] <= times[None, :]) & event[:, None]
-    control = time[:, None] > times[None, :]
-    terms = np.square(survival) * case * inv_g_own[:, None] + np.square(
-        1.0 - survival
-    ) * control * inv_g_t[None, :]
-    return terms.mean(axis=0)
+    return brier_terms(time, event, survival, times, g).mean(axis=0)
 
 
 def integrated_brier(

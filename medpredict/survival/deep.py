@@ -40,6 +40,7 @@ from medpredict.models.deep.training import NumpyWeightsMixin, fit_network, torc
 from medpredict.models.registry import register_model
 from medpredict.survival.baseline import BreslowCurves
 from medpredict.survival.outcome import from_structured
+from medpredict.survival.scoring import risk_scores
 
 
 def _mlp(n_inputs: int, hidden: tuple[int, ...], dropout: float, n_outputs: int) -> nn.Module:
@@ -242,10 +243,7 @@ class LogisticHazard(_SurvivalNet):
 
     def predict(self, X: Any) -> np.ndarray:
         """Minus the restricted mean survival time over the intervals (the risk score)."""
-        curves = self.predict_survival_function(X)
-        widths = np.diff(np.concatenate([[0.0], self.unique_times_]))
-        before = np.hstack([np.ones((curves.shape[0], 1)), curves[:, :-1]])
-        return -np.sum(before * widths[None, :], axis=1)
+        return risk_scores(self.predict_survival_function(X), self.unique_times_)
 
 
 @register_model("deepsurv", "DeepSurv: neural Cox model (MLP log hazard ratio)", survival=True)

@@ -31,6 +31,7 @@ import numpy as np
 from medpredict.evaluation.bootstrap import Estimate, bootstrap
 from medpredict.evaluation.survival import (
     KaplanMeier,
+    brier_terms,
     calibration_slope,
     concordances,
     cumulative_dynamic_auc,
@@ -91,21 +92,6 @@ class SurvivalPredictions:
         return risk_scores(self.curves, self.times)
 
 
-def _brier_terms(
-    time: np.ndarray, event: np.ndarray, survival: np.ndarray, times: np.ndarray,
-    censoring: KaplanMeier,
-) -> np.ndarray:
-    """Each row's IPCW Brier term at each time; a Brier score is their mean over rows."""
-    inv_own = censoring(time)
-    inv_own = np.divide(1.0, inv_own, out=np.zeros_like(inv_own), where=inv_own > 0)
-    inv_t = censoring(times)
-    inv_t = np.divide(1.0, inv_t, out=np.zeros_like(inv_t), where=inv_t > 0)
-    case = (time[:, None] <= times[None, :]) & event[:, None]
-    control = time[:, None] > times[None, :]
-    return (np.square(survival) * case * inv_own[:, None]
-            + np.square(1.0 - survival) * control * inv_t[None, :])
-
-
 class SurvivalScorer:
     """Every survival metric of one set of predictions, on all rows or a resample.
 
@@ -131,9 +117,9 @@ class SurvivalScorer:
         self.risk = predictions.risk
         ibs_curves = np.column_stack([predictions.at(t) for t in self.ibs_times])
         self.survival = np.column_stack([predictions.at(h) for h in self.horizons])
-        self.ibs_terms = _brier_terms(self.time, self.event, ibs_curves, self.ibs_times,
+        self.ibs_terms = brier_terms(self.time, self.event, ibs_curves, self.ibs_times,
                                       self.censoring)
-        self.horizon_terms = _brier_terms(self.time, self.event, self.survival,
+        self.horizon_terms = brier_terms(self.time, self.event, self.survival,
                                           np.asarray(self.horizons), self.censoring)
 
     def overall(self, rows: np.ndarray | None = None) -> dict[str, float]:
