@@ -7,8 +7,8 @@ tables with columns ``x0 .. x<k>``, ``time`` and ``event``, ready for a study sp
 
 Examples
 --------
->>> train, test = deepsurv_split("whas")  # doctest: +SKIP
->>> train.shape, test.shape  # doctest: +SKIP
+>>> train, test = deepsurv_split("whas")
+>>> train.shape, test.shape
 ((1310, 8), (328, 8))
 """
 
