@@ -127,6 +127,12 @@ class StoredSurvival(_Stored):
     duration_column: str | None = None
 
 
+class StoredTreatment(_Stored):
+    """The stored treatment section as prediction reads it: the treatment column."""
+
+    column: str | None = None
+
+
 class StoredSpec(_Stored):
     """The stored study spec as prediction reads it: the columns it gave a role, typed.
 
@@ -146,6 +152,7 @@ class StoredSpec(_Stored):
     site_column: str | None = None
     sensitive_attributes: list[str] = Field(default_factory=list)
     survival: StoredSurvival | None = None
+    treatment: StoredTreatment | None = None
     trust: StoredTrust = Field(default_factory=StoredTrust)
 
 
@@ -190,6 +197,8 @@ class ModelMetadata(_Stored):
     thresholds: dict[str, float] = Field(default_factory=dict)
     horizons: list[float] = Field(default_factory=list)
     time_unit: str | None = None
+    lower_bound: dict[str, float] | None = None
+    treatment: dict[str, Any] | None = None
     metrics: dict[str, MetricEstimate] = Field(default_factory=dict)
     validation_metrics: dict[str, MetricEstimate] = Field(default_factory=dict)
     holdouts: dict[str, dict[str, MetricEstimate]] = Field(default_factory=dict)
@@ -295,11 +304,12 @@ class ModelMetadata(_Stored):
     @property
     def role_columns(self) -> list[str]:
         """Columns the study spec named for a role (id, patient, time, site, outcome,
-        follow-up time, sensitive attributes), in that order, without repeats."""
+        follow-up time, treatment, sensitive attributes), in that order, without repeats."""
         spec = self.study
         duration = spec.survival.duration_column if spec.survival else None
+        treatment = spec.treatment.column if spec.treatment else None
         named = [spec.id_column, spec.patient_column, spec.time_column, spec.site_column,
-                 spec.target, duration, *spec.sensitive_attributes]
+                 spec.target, duration, treatment, *spec.sensitive_attributes]
         return [c for c in dict.fromkeys(named) if c]
 
 

@@ -196,6 +196,12 @@ def predict_frame(
 def survival_columns(loaded: LoadedModel, X: pd.DataFrame) -> pd.DataFrame:
     """A survival model's ``risk_<horizon>`` columns and ``median_survival`` for ``X``.
 
+    A model whose metadata holds a calibrated ``lower_bound`` adds
+    ``survival_lower_bound``: a time before which, at the stated confidence, the event
+    does not come (:mod:`medpredict.survival.conformal`). Where the predicted curve never
+    falls far enough, it is the model's last time and means "at least" that long. Models
+    saved without one get no such column.
+
     Raises
     ------
     NonFiniteError
@@ -213,6 +219,11 @@ def survival_columns(loaded: LoadedModel, X: pd.DataFrame) -> pd.DataFrame:
     below = curves <= 0.5
     reached = below.any(axis=1)
     out["median_survival"] = np.where(reached, times[np.argmax(below, axis=1)], np.nan)
+    if loaded.metadata.lower_bound:
+        from medpredict.survival.conformal import LowerBound, lower_bounds
+
+        bound = LowerBound.from_dict(loaded.metadata.lower_bound)
+        out["survival_lower_bound"] = lower_bounds(curves, times, bound.quantile)
     return out
 
 

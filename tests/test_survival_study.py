@@ -86,7 +86,8 @@ def test_study_outputs_load_and_predict_risks_at_the_horizons(lung_study):
     assert loaded.metadata.task == "survival" and loaded.metadata.horizons == [180.0, 365.0]
     frame = load_dataset("lung").head(25)
     scored = predict_frame(loaded, frame)
-    assert list(scored.columns[-3:]) == ["risk_180", "risk_365", "median_survival"]
+    assert list(scored.columns[-4:]) == ["risk_180", "risk_365", "median_survival",
+                                        "survival_lower_bound"]
     assert (scored["risk_365"] >= scored["risk_180"]).all()
     expected = 1 - survival_curves(result.final_model, frame[loaded.metadata.feature_names],
                                    np.array([365.0]))[:, 0]

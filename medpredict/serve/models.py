@@ -61,6 +61,8 @@ class RowPrediction:
     warnings: list[str]
     horizon_risks: list[dict[str, Any]] | None = None
     median_survival: float | None = None
+    survival_lower_bound: float | None = None
+    assured_event_free_to_first_horizon: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form used in API responses and the audit log."""
@@ -77,6 +79,10 @@ class RowPrediction:
         if self.horizon_risks is not None:
             out["horizon_risks"] = self.horizon_risks
             out["median_survival"] = self.median_survival
+            out["survival_lower_bound"] = self.survival_lower_bound
+            out["assured_event_free_to_first_horizon"] = (
+                self.assured_event_free_to_first_horizon
+            )
         return out
 
 
@@ -233,7 +239,16 @@ class ServedModel:
         return out
 
     def _survival(self, checked: ValidatedRows) -> list[RowPrediction]:
-        """Risk of the event by each horizon and the median survival, row by row."""
+        """Risk of the event by each horizon and the median survival, row by row.
+
+        With a calibrated lower bound in the model's metadata, each row also gets
+        ``survival_lower_bound`` (at the stated confidence the event comes after it; the
+        model's last time means "at least" that long) and
+        ``assured_event_free_to_first_horizon``: False, "refer", when the bound is
+        shorter than the first horizon, so the model cannot assure at that confidence
+        that the patient stays event-free to it. Both are None for models saved
+        without a bound.
+        """
         try:
             scored = survival_columns(self.loaded, checked.frame)
         except NonFiniteError as error:
@@ -253,6 +268,9 @@ class ServedModel:
             risks = [float(scored[f"risk_{h:g}"].iloc[i]) for h in horizons]
             median = scored["median_survival"].iloc[i]
             median = None if np.isnan(median) else float(median)
+            bound = (scored["survival_lower_bound"].iloc[i]
+                     if "survival_lower_bound" in scored else np.nan)
+            bound = None if np.isnan(bound) else float(bound)
             out.append(RowPrediction(
                 risk=risks[0],
                 band=None,
@@ -267,6 +285,9 @@ class ServedModel:
                 horizon_risks=[{"horizon": h, "unit": unit, "risk": r}
                                for h, r in zip(horizons, risks, strict=True)],
                 median_survival=median,
+                survival_lower_bound=bound,
+                assured_event_free_to_first_horizon=None if bound is None
+                else bound >= horizons[0],
             ))
         return out
 

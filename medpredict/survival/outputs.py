@@ -3,7 +3,9 @@
 The model directory is the same typed, hashed (and, with a key, signed) directory as
 every study's (:mod:`medpredict.artifact`), with ``task: survival``, the horizons and
 the time unit in its metadata, so ``medpredict predict`` and serving know to answer
-with risks at the horizons, and the explanation background (no real patient's row:
+with risks at the horizons, the calibrated lower bound on the time to the event
+(``lower_bound``: :meth:`medpredict.survival.conformal.LowerBound.to_dict`), and the
+explanation background (no real patient's row:
 :func:`medpredict.trust.explanations.make_background`) for their top factors.
 """
 
@@ -13,6 +15,8 @@ import json
 import math
 from datetime import UTC, datetime
 from typing import Any
+
+import numpy as np
 
 from medpredict import __version__
 from medpredict.artifact import BACKGROUND_FILE, save_model
@@ -51,6 +55,7 @@ def model_metadata(result: SurvivalStudyResult) -> ModelMetadata:
         data_schema=result.cohort.schema.to_dict(),
         horizons=spec.survival.horizons,
         time_unit=spec.survival.time_unit,
+        lower_bound=None if result.lower_bound is None else result.lower_bound.to_dict(),
         metrics=_all(result.best.metrics),
         holdouts={h.kind: _all(h.metrics) for h in result.holdouts},
         training_rows=len(result.outcome),
@@ -60,6 +65,24 @@ def model_metadata(result: SurvivalStudyResult) -> ModelMetadata:
         versions=library_versions(),
         spec=spec.model_dump(mode="json"),
     )
+
+
+def _median(values: np.ndarray | None) -> float | None:
+    if values is None or not np.isfinite(values).any():
+        return None
+    return float(np.nanmedian(values))
+
+
+def lower_bound_summary(result: SurvivalStudyResult) -> dict[str, Any] | None:
+    """The calibrated lower bound, its cross-validated coverage and median (development)."""
+    if result.lower_bound is None:
+        return None
+    coverage = result.lower_bound_coverage
+    return {
+        **result.lower_bound.to_dict(),
+        "cross_validated_coverage": None if coverage is None else stored(coverage),
+        "cross_validated_median": _median(result.lower_bounds),
+    }
 
 
 def metrics_summary(result: SurvivalStudyResult) -> dict[str, Any]:
@@ -85,9 +108,13 @@ def metrics_summary(result: SurvivalStudyResult) -> dict[str, Any]:
             for name, c in result.candidates.items()
         },
         "failed_candidates": {f.name: f.to_dict() for f in result.failures},
+        "lower_bound": lower_bound_summary(result),
         "holdouts": {
             h.kind: {"rows": len(h.outcome), "events": int(h.outcome.event.sum()),
-                     "metrics": _all(h.metrics)}
+                     "metrics": _all(h.metrics),
+                     "lower_bound_coverage": None if h.lower_bound_coverage is None
+                     else stored(h.lower_bound_coverage),
+                     "lower_bound_median": _median(h.lower_bounds)}
             for h in result.holdouts
         },
     }

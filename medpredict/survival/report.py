@@ -4,7 +4,9 @@ Sections: the cohort and its follow-up, the candidates with CIs and paired diffe
 from the selected model, the selected model at each horizon (time-dependent AUC, Brier
 score, calibration slope, predicted against Kaplan–Meier observed risk), calibration
 and Kaplan–Meier plots by predicted-risk group, individual survival curves, decision
-curves, the hold-outs, and the assumptions a clinician should check.
+curves, the hold-outs, the calibrated lower bound on each patient's time to the event
+(its coverage on development and hold-out rows), and the assumptions a clinician
+should check.
 """
 
 from __future__ import annotations
@@ -247,6 +249,67 @@ def _holdout_section(result: SurvivalStudyResult) -> Section | None:
     return Section("Hold-out validation", body)
 
 
+def _bound_row(label: str, bounds: np.ndarray | None, coverage: Estimate | None,
+               horizon: float) -> list[str]:
+    known = None if bounds is None else bounds[np.isfinite(bounds)]
+    if known is None or not known.size:
+        return [label, _text(coverage), "—", "—"]
+    return [label, _text(coverage), f"{np.median(known):g}",
+            f"{np.mean(known >= horizon):.0%}"]
+
+
+def _lower_bound_section(result: SurvivalStudyResult) -> Section | None:
+    bound = result.lower_bound
+    if bound is None:
+        return None
+    unit = result.spec.survival.time_unit
+    horizon = result.spec.survival.horizons[0]
+    level = f"{bound.level:.0%}"
+    rows = [_bound_row("development (cross-validated)", result.lower_bounds,
+                       result.lower_bound_coverage, horizon)]
+    rows += [_bound_row(h.kind, h.lower_bounds, h.lower_bound_coverage, horizon)
+             for h in result.holdouts]
+    header = ["rows", f"coverage (aim {level}), 95% CI", f"median bound ({unit})",
+              f"assured event-free to {horizon:g} {unit}"]
+    body = (
+        f"<p>Each patient gets a lower bound L on the time to the event: with {level} "
+        f"confidence the event comes after L. Over patients like these, about {level} "
+        f"have their event at or after their bound. The bound is the time at which the "
+        f"model's predicted event-free probability falls to {1 - bound.quantile:.3f} "
+        f"(the model's {100 * bound.quantile:g}th percentile of the time to the event, the "
+        "chosen quantile b), the largest quantile whose "
+        f"bounds, on {bound.rows} development patients ({bound.events} events) predicted "
+        "by models that never saw them, are estimated to miss at most "
+        f"{1 - bound.level:.0%} (conformalized survival analysis, censoring-weighted). "
+        "A bound equal to the model's last time means \"at least\" that long.</p>"
+    )
+    if bound.quantile == 0:
+        body += callout(f"No quantile was safe at {level}: every bound is 0 and the model "
+                        "cannot assure any event-free time at this confidence.")
+    body += table(rows, header)
+    body += (
+        "<p>Coverage is estimated with inverse-probability-of-censoring weights (the event "
+        "times of censored patients are unknown); development coverage is cross-validated "
+        "(each fold's bounds calibrated on the other folds). A patient whose bound is "
+        f"shorter than {horizon:g} {unit} is marked for referral by the service "
+        "(assured_event_free_to_first_horizon false).</p>"
+    )
+    for h in result.holdouts:
+        if h.lower_bounds is not None and np.any(h.lower_bounds > h.outcome.time.max()):
+            share = float(np.mean(h.lower_bounds > h.outcome.time.max()))
+            body += callout(
+                f"{share:.0%} of {h.kind} bounds lie beyond its longest follow-up "
+                f"({h.outcome.time.max():g} {unit}); events there cannot be seen, so "
+                "their coverage is not checked by these rows."
+            )
+    body += callout(
+        "Assumption: the coverage holds approximately in large cohorts when censoring is "
+        "independent of the features and of the event time; it is not exact in small "
+        "samples. Competing events count as censoring, so the bound is on the time to the "
+        "event had the competing event not happened.", kind="note")
+    return Section("Lower bound on the time to the event", body)
+
+
 def _assumptions_section(result: SurvivalStudyResult) -> Section:
     items = [
         "Censoring is assumed independent of the outcome: a patient lost to follow-up is "
@@ -276,6 +339,7 @@ def write_report(result: SurvivalStudyResult, path: Path) -> Path:
         _individual_section(result),
         _explanation_section(result),
         _holdout_section(result),
+        _lower_bound_section(result),
         _assumptions_section(result),
     ]
     html = render(f"Survival study: {result.spec.name}",

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from medpredict.data.cohort import Cohort
@@ -13,6 +14,7 @@ from medpredict.evaluation.bootstrap import Estimate
 from medpredict.evaluation.splits import Fold
 from medpredict.spec import StudySpec
 from medpredict.study.results import CandidateFailure
+from medpredict.survival.conformal import LowerBound
 from medpredict.survival.outcome import SurvivalOutcome
 from medpredict.survival.scoring import SurvivalPredictions
 from medpredict.trust.explanations import Attribution
@@ -32,18 +34,30 @@ class SurvivalCandidate:
 
 @dataclass
 class SurvivalHoldout:
-    """The selected model on a hold-out: temporal rows or an external table."""
+    """The selected model on a hold-out: temporal rows or an external table.
+
+    ``lower_bounds`` are the rows' calibrated lower bounds on the time to the event, as
+    ``medpredict predict`` gives them, and ``lower_bound_coverage`` their estimated
+    (IPCW) coverage.
+    """
 
     kind: str
     cohort: Cohort
     outcome: SurvivalOutcome
     predictions: SurvivalPredictions
     metrics: dict[str, Estimate]
+    lower_bounds: np.ndarray | None = None
+    lower_bound_coverage: Estimate | None = None
 
 
 @dataclass
 class SurvivalStudyResult:
-    """Everything a survival study produced."""
+    """Everything a survival study produced.
+
+    ``lower_bound`` is calibrated on the selected model's out-of-fold curves;
+    ``lower_bounds`` are the development rows' cross-fitted bounds (each fold calibrated
+    on the others) and ``lower_bound_coverage`` their estimated (IPCW) coverage.
+    """
 
     spec: StudySpec
     cohort: Cohort
@@ -57,6 +71,9 @@ class SurvivalStudyResult:
     data_sha256: str
     background: pd.DataFrame | None = None
     explanation: Attribution | None = None
+    lower_bound: LowerBound | None = None
+    lower_bounds: np.ndarray | None = None
+    lower_bound_coverage: Estimate | None = None
     seconds: float = 0.0
     model_dir: Path | None = None
     report_path: Path | None = None

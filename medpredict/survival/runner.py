@@ -7,8 +7,10 @@ follow-up times, event codes, horizons), partitions it (k-fold stratified by eve
 grouped by patient, temporal, or by site), fits every candidate with the standard
 preprocessing inside each training fold (candidate x fold fits fan out on a cluster),
 scores the out-of-fold survival curves with bootstrap CIs
-(:mod:`~medpredict.survival.scoring`), selects by the spec's metric, refits on all
-development rows, scores the temporal and external hold-outs, and writes the model
+(:mod:`~medpredict.survival.scoring`), selects by the spec's metric, calibrates the
+lower bound on each patient's time to the event on the selected model's out-of-fold
+curves (:mod:`~medpredict.survival.conformal`), refits on all development rows, scores
+the temporal and external hold-outs (with the bound's coverage), and writes the model
 directory, ``metrics.json`` and the report (:mod:`~medpredict.survival.outputs`).
 
 Examples
@@ -39,6 +41,7 @@ from medpredict.data.cohort import Cohort, build_cohort, build_external, load_ta
 from medpredict.data.errors import DataError, DataWarning
 from medpredict.data.loading import frame_sha256, read_table
 from medpredict.encoders.tabular import standard_pipeline
+from medpredict.evaluation.bootstrap import Estimate
 from medpredict.evaluation.splits import Fold, internal_folds, site_folds, temporal_split
 from medpredict.models.registry import check_model_names, make_model
 from medpredict.progress import StudyProgress
@@ -46,6 +49,14 @@ from medpredict.spec import StudySpec
 from medpredict.study.candidates import announce
 from medpredict.study.results import CandidateFailure, FoldError
 from medpredict.study.validation import cohort_rows, table_rows
+from medpredict.survival.conformal import (
+    LowerBound,
+    bound_times,
+    calibrate_lower_bound,
+    cross_fitted_lower_bounds,
+    lower_bound_coverage,
+    lower_bounds,
+)
 from medpredict.survival.explain import horizon_attributions
 from medpredict.survival.models import survival_curves
 from medpredict.survival.outcome import SurvivalOutcome, survival_outcome
@@ -153,17 +164,38 @@ def _cross_validate(
 
 def _score_holdout(
     kind: str, cohort: Cohort, outcome: SurvivalOutcome, model: Any, spec: StudySpec,
+    bound: LowerBound,
 ) -> SurvivalHoldout:
     horizons = spec.survival.horizons
     times = evaluation_times(outcome.time, outcome.event, horizons)
+    served = bound_times(model, horizons)
     try:
         curves = survival_curves(model, cohort.X, times)
+        served_curves = survival_curves(model, cohort.X, served)
     except DataError as err:
         raise DataError(f"{kind} validation: {err}") from err
     predictions = SurvivalPredictions(times, curves)
     metrics = score_predictions(predictions, outcome.time, outcome.event, horizons,
                                 cohort.groups, spec.bootstrap, spec.seed)
-    return SurvivalHoldout(kind, cohort, outcome, predictions, metrics)
+    # the bounds as medpredict predict gives them: the model's own time grid
+    bounds = lower_bounds(served_curves, served, bound.quantile)
+    coverage = lower_bound_coverage(bounds, outcome.time, outcome.event, cohort.groups,
+                                    spec.bootstrap, spec.seed)
+    return SurvivalHoldout(kind, cohort, outcome, predictions, metrics, bounds, coverage)
+
+
+def _calibrate_bound(
+    spec: StudySpec, development: Cohort, outcome: SurvivalOutcome, folds: list[Fold],
+    predictions: SurvivalPredictions,
+) -> tuple[LowerBound, np.ndarray, Estimate]:
+    """The lower bound calibrated on all out-of-fold curves, and the cross-fitted bounds
+    of the development rows (each fold calibrated on the others) with their coverage."""
+    level = spec.survival.lower_bound_level
+    bound = calibrate_lower_bound(predictions, outcome.time, outcome.event, level)
+    crossed = cross_fitted_lower_bounds(predictions, outcome.time, outcome.event, folds, level)
+    coverage = lower_bound_coverage(crossed, outcome.time, outcome.event, development.groups,
+                                    spec.bootstrap, spec.seed)
+    return bound, crossed, coverage
 
 
 EXPLAINED_ROWS = 12  # model-agnostic (kernel) SHAP on a survival model is costly
@@ -241,6 +273,10 @@ def _run(spec: StudySpec, quiet: bool) -> SurvivalStudyResult:
                                     deltas.get(name, {}))
             for name, (estimator, _, seconds) in fitted.items()
         }
+        progress.stage(f"calibrating the {spec.survival.lower_bound_level:g} lower bound "
+                       "on the time to event", total=None)
+        bound, crossed, coverage = _calibrate_bound(spec, development, dev_outcome, folds,
+                                                    predictions[best])
         progress.stage(f"refitting {best} on all development data", total=None)
         final_model = clone(candidates[best].estimator).fit(development.X,
                                                             dev_outcome.structured())
@@ -250,14 +286,15 @@ def _run(spec: StudySpec, quiet: bool) -> SurvivalStudyResult:
         holdouts = []
         if later is not None:
             holdouts.append(_score_holdout("temporal", cohort_rows(cohort, later),
-                                           outcome.rows(later), final_model, spec))
+                                           outcome.rows(later), final_model, spec, bound))
         if spec.validation.external is not None:
             external, external_outcome = _external(spec, cohort)
             holdouts.append(_score_holdout("external", external, external_outcome,
-                                           final_model, spec))
+                                           final_model, spec, bound))
     return SurvivalStudyResult(
         spec=spec, cohort=development, outcome=dev_outcome, folds=folds,
         candidates=candidates, best_name=best, final_model=final_model, holdouts=holdouts,
         failures=failures, data_sha256=frame_sha256(frame), background=background,
-        explanation=explanation,
+        explanation=explanation, lower_bound=bound, lower_bounds=crossed,
+        lower_bound_coverage=coverage,
     )

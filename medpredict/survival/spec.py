@@ -60,6 +60,15 @@ class SurvivalSpec(BaseModel):
     calibration_groups: int = Field(
         5, ge=2, le=20, description="Risk groups of the calibration table at each horizon."
     )
+    lower_bound_level: float = Field(
+        0.9, gt=0.5, le=0.99,
+        description="Confidence of each patient's lower bound on the time to the event "
+        "(predict: survival_lower_bound): the share of patients whose event comes after "
+        "their bound, calibrated on the selected model's out-of-fold curves with "
+        "censoring weights (conformalized survival analysis). Valid as the cohort grows "
+        "when censoring is independent of the features; competing events count as "
+        "censoring.",
+    )
 
     @field_validator("horizons")
     @classmethod
