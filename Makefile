@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export MEDPREDICT_CACHE_DIR ?= $(abspath .cache)
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup demo timeline-demo forecast-demo survival-demo test lint bench clean
+.PHONY: setup demo timeline-demo forecast-demo survival-demo effects-demo test lint bench clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ forecast-demo: setup
 
 survival-demo: setup
 	$(BIN)/medpredict run medpredict/examples/rotterdam_survival.yaml --output-dir runs
+
+effects-demo: setup
+	$(BIN)/medpredict run medpredict/examples/actg320_effects.yaml --output-dir runs
 
 test: setup
 	bash .ci/install-browser.sh

@@ -197,6 +197,20 @@ def _survival_table(results: list[Any]) -> Table:
     return grid
 
 
+def _effects_table(results: list[Any]) -> Table:
+    grid = Table(title="medpredict treatment-effect results (95% bootstrap CIs)")
+    for column in ("study", "learner", "patients (treated)", "outcome", "average benefit",
+                   "RATE (AUTOC)", "heterogeneity"):
+        grid.add_column(column)
+    for r in results:
+        grid.add_row(
+            r.spec.name, r.best_name, f"{r.treated.size} ({int(r.treated.sum())})",
+            r.outcome.label, str(r.average), str(r.best.metrics["autoc"]),
+            "detected" if r.heterogeneity_detected else "not detectable",
+        )
+    return grid
+
+
 def _run_specs(
     paths: list[Path], quiet: bool, output_dir: Path | None = None, cluster: str | None = None
 ) -> list[Any]:
@@ -218,13 +232,18 @@ def _run_specs(
             if w.category.__module__.startswith("medpredict"):
                 errors.print(f"[yellow]warning:[/] {w.message}", highlight=False)
         results.append(result)
-    survival = [r for r in results if r.spec.task == "survival"]
-    results = [r for r in results if r.spec.task != "survival"]
+    effects = [r for r in results if r.spec.treatment is not None]
+    survival = [r for r in results if r.spec.task == "survival" and r.spec.treatment is None]
+    results = [r for r in results if r.spec.task != "survival" and r.spec.treatment is None]
+    if effects:
+        console.print(_effects_table(effects))
     if survival:
         console.print(_survival_table(survival))
     if results:
         console.print(_results_table(results))
-    for r in survival:
+    for r in effects:
+        console.print(r.verdict, highlight=False, soft_wrap=True)
+    for r in [*effects, *survival]:
         console.print(f"report for {r.spec.name}: [bold]{r.report_path.resolve()}[/]")
         console.print(f"model for {r.spec.name}: {r.model_dir.resolve()}")
     for r in results:
@@ -359,8 +378,12 @@ def predict(
         _refuse_events(loaded, input, frame)
     elif index_time is not None:
         raise DataError("--index-time applies to timeline models only (studies with timeline:)")
+    if explain and loaded.metadata.treatment:
+        raise DataError("--explain is not available for treatment-effect models: their "
+                        "report shows what the benefit depends on by subgroup")
     scored = predict_frame(loaded, frame, keep=keep or [])
-    message = f"wrote {len(scored)} risk(s) to {output}"
+    message = f"wrote {len(scored)} {'benefit' if loaded.metadata.treatment else 'risk'}" \
+        f"(s) to {output}"
     if explain and loaded.metadata.task == "survival":
         from medpredict.survival.explain import annotate_survival
 

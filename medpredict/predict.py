@@ -166,7 +166,8 @@ def predict_frame(
     Returns the ``keep`` columns, then for binary models ``risk`` (probability of the
     positive class), ``predicted_class`` and one ``above_<threshold>`` flag per operating
     point saved with the model; for multi-class models one ``proba_<class>`` column per
-    class and ``predicted_class``. Columns the study spec gave a role (outcome, id,
+    class and ``predicted_class``; for survival models :func:`survival_columns`; for
+    treatment-effect models :func:`effect_columns`. Columns the study spec gave a role (outcome, id,
     patient, time, site, sensitive attributes) are accepted in ``frame`` and passed
     through after the ``keep`` columns, so the training table's own layout can be scored.
     """
@@ -177,6 +178,8 @@ def predict_frame(
     X = validate_input(frame, metadata.data_schema, keep)
     check_has_rows(X, "prediction input")
     out = frame[keep or []].reset_index(drop=True).copy()
+    if metadata.treatment:
+        return pd.concat([out, effect_columns(loaded, X)], axis=1)
     if metadata.task == "survival":
         return pd.concat([out, survival_columns(loaded, X)], axis=1)
     proba = predict_proba_checked(loaded.estimator, X)
@@ -224,6 +227,30 @@ def survival_columns(loaded: LoadedModel, X: pd.DataFrame) -> pd.DataFrame:
 
         bound = LowerBound.from_dict(loaded.metadata.lower_bound)
         out["survival_lower_bound"] = lower_bounds(curves, times, bound.quantile)
+    return out
+
+
+def effect_columns(loaded: LoadedModel, X: pd.DataFrame) -> pd.DataFrame:
+    """A treatment-effect model's ``benefit`` of treatment for each row of ``X``.
+
+    ``benefit`` is signed so that positive means the treatment helps: the reduction in
+    the risk of the event (by the horizon, for a survival outcome), or its increase when
+    the event is the hoped-for response (the metadata's ``treatment`` section says which).
+    A model saved with bootstrap refits adds ``benefit_low`` and ``benefit_high``, the
+    95% interval.
+
+    Raises
+    ------
+    NonFiniteError
+        When a value is not finite before or after preprocessing.
+    """
+    model = loaded.estimator
+    features, _ = checked_inputs(Pipeline([("preprocess", model.preprocessor_),
+                                           ("effect", model)]), X)
+    out = pd.DataFrame({"benefit": model.benefit_of(np.asarray(features, dtype=float))})
+    if model.intervals:
+        out["benefit_low"], out["benefit_high"] = model.interval_of(
+            np.asarray(features, dtype=float))
     return out
 
 

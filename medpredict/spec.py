@@ -29,6 +29,7 @@ from pydantic import (
 
 from medpredict.cluster import check_address
 from medpredict.data.errors import SpecError
+from medpredict.effects.spec import TreatmentSpec
 from medpredict.spec_io import field_problems, read_mapping
 from medpredict.survival.spec import SURVIVAL_METRICS, SURVIVAL_MODELS, SurvivalSpec
 from medpredict.timeline.spec import EventSource, TimelineSpec
@@ -227,6 +228,11 @@ class StudySpec(_Strict):
     survival: SurvivalSpec | None = Field(
         None, description="Follow-up time, event codes and horizons of a survival task."
     )
+    treatment: TreatmentSpec | None = Field(
+        None,
+        description="Estimate each patient's effect of a treatment on the outcome instead "
+        "of predicting the outcome (see TreatmentSpec).",
+    )
     id_column: str | None = Field(None, description="Row identifier; must be unique.")
     patient_column: str | None = Field(
         None, description="Patient identifier; splits keep a patient's rows together."
@@ -347,6 +353,7 @@ class StudySpec(_Strict):
             self._check_fixed()
         self._check_timeline()
         self._check_survival()
+        self._check_treatment()
         if self.task == "multiclass" and self.selection_metric in ("auprc",):
             raise ValueError("selection_metric 'auprc' is for binary tasks")
         if self.budget and self.selection_metric not in ("auroc", "brier", "log_loss"):
@@ -389,6 +396,41 @@ class StudySpec(_Strict):
             raise ValueError(
                 f"task: survival does not support {', '.join(refused)} yet (validation "
                 "schemes kfold, temporal and site, with an external table, are supported)"
+            )
+
+    def _check_treatment(self) -> None:
+        treatment = self.treatment
+        if treatment is None:
+            return
+        if self.task == "multiclass":
+            raise ValueError("treatment effects need task: binary or survival")
+        if treatment.horizon is not None and self.task != "survival":
+            raise ValueError("treatment.horizon is for task: survival")
+        roles = {"target": self.target, "id_column": self.id_column,
+                 "patient_column": self.patient_column, "time_column": self.time_column,
+                 "site_column": self.site_column,
+                 "survival.duration_column": self.survival.duration_column
+                 if self.survival else None}
+        taken = [role for role, column in roles.items() if column == treatment.column]
+        if taken:
+            raise ValueError(f"treatment.column {treatment.column!r} is also the {taken[0]}")
+        if self.features is not None and treatment.column in self.features:
+            raise ValueError(
+                f"treatment.column {treatment.column!r} is listed in features; the treatment "
+                "is compared, not used as a predictor"
+            )
+        unsupported = {
+            "validation.scheme": self.validation.scheme != "kfold",
+            "validation.external": self.validation.external is not None,
+            "budget": self.budget is not None,
+            "validation.nested: true": self.validation.nested is True,
+            "timeline": self.timeline is not None,
+        }
+        refused = [name for name, bad in unsupported.items() if bad]
+        if refused:
+            raise ValueError(
+                f"a treatment: study does not support {', '.join(refused)} yet (effects are "
+                "estimated and tested with k-fold cross-fitting)"
             )
 
     def _check_timeline(self) -> None:

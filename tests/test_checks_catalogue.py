@@ -165,6 +165,12 @@ CASES: dict[str, tuple[Case, Case, str]] = {
         r"horizon 5000 days is beyond the follow-up: no patient is followed past 5000 "
         r"\(longest follow-up 4795 days\)",
     ),
+    "check_treatment": (
+        lambda tmp: checks.check_treatment(_pbc()["trt"].dropna(), 2, 1),
+        lambda tmp: checks.check_treatment(_pbc()["trt"].dropna(), 2, 0),
+        r"treatment column 'trt' holds 1.0 in rows 1, 2, 3, .*, which is neither treated "
+        r"\(2\) nor control \(0\)",
+    ),
     "check_prediction_columns": (
         lambda tmp: checks.check_prediction_columns(
             _pima_te().drop(columns="type"), list(_pima().columns.drop("type"))

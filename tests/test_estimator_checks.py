@@ -76,6 +76,10 @@ NOT_CHECKED = {
         "a treatment-effect learner: fit(X, treatment, y) and effect(X), not the estimator "
         "API's fit(X, y); tests/test_effects.py checks it on data with known effects",
     ),
+    "model.EffectModel": (
+        "preprocessing and a treatment-effect learner: fit(X, treatment, y) and benefit(X); "
+        "tests/test_effects.py checks it"
+    ),
     "learners.SelectedModel": (
         "chooses among scikit-learn regressors by cross-validated error and refits the "
         "choice; tests/test_effects.py checks the choice, the refit and the effects it gives"

@@ -68,7 +68,8 @@ LAYERS = (
     ("medpredict.evaluation",),
     ("medpredict.data", "medpredict.spec", "medpredict.settings", "medpredict.timeline",
      "medpredict.forecasting", "medpredict.survival.spec", "medpredict.survival.outcome",
-     "medpredict.survival.scoring", "medpredict.survival.baseline"),
+     "medpredict.survival.scoring", "medpredict.survival.baseline", "medpredict.survival.conformal",
+     "medpredict.effects.spec"),
     ("medpredict.report",),
     ("medpredict.encoders", "medpredict.models", "medpredict.safe_skops", "medpredict.effects",
      "medpredict.model_metadata", "medpredict.artifact", "medpredict.timeline.sequence",
@@ -77,7 +78,8 @@ LAYERS = (
      "medpredict.predict", "medpredict.batch", "medpredict.timeline.report",
      "medpredict.timeline.scoring",
      "medpredict.forecasting.outputs", "medpredict.forecasting.report"),
-    ("medpredict.study", "medpredict.survival"),
+    ("medpredict.study", "medpredict.survival", "medpredict.effects.runner",
+     "medpredict.effects.outputs", "medpredict.effects.report"),
     ("medpredict.serve", "medpredict.cli", "medpredict.forecasting.cli"),
 )
 

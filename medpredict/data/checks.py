@@ -273,6 +273,50 @@ def check_event_codes(
     return codes
 
 
+def check_treatment(
+    treatment: pd.Series, treated_value: Any, control_value: Any, min_per_arm: int = 10
+) -> np.ndarray:
+    """Map a treatment column to 1 (treated) and 0 (control); other values are refused.
+
+    Parameters
+    ----------
+    treatment : the treatment column (missing values are refused).
+    treated_value, control_value : the codes of the two arms.
+    min_per_arm : the fewest patients an arm may have.
+
+    Examples
+    --------
+    >>> check_treatment(pd.Series(["drug", "placebo"] * 10, name="arm"), "drug",
+    ...                 "placebo").tolist()[:4]
+    [1, 0, 1, 0]
+    >>> check_treatment(pd.Series(["drug", "placebo", "both"] * 10, name="arm"), "drug",
+    ...                 "placebo")
+    Traceback (most recent call last):
+        ...
+    medpredict.data.errors.DataError: treatment column 'arm' holds 'both' in rows 3, 6, 9, 12, 15, 18, 21, 24, 27, 30, which is neither treated ('drug') nor control ('placebo'); recode it, or leave those patients out (only two arms are compared)
+    """  # noqa: E501
+    check_no_missing(treatment, "treatment column")
+    treated = _same_value(treatment, treated_value).to_numpy()
+    control = _same_value(treatment, control_value).to_numpy() & ~treated
+    unknown = ~(treated | control)
+    if unknown.any():
+        values = ", ".join(repr(v.item() if hasattr(v, "item") else v)
+                           for v in pd.unique(treatment[unknown])[:4])
+        raise DataError(
+            f"treatment column {treatment.name!r} holds {values} in "
+            f"{describe_rows(_rows(unknown))}, which is neither treated ({treated_value!r}) "
+            f"nor control ({control_value!r}); recode it, or leave those patients out (only "
+            "two arms are compared)"
+        )
+    for name, arm in (("treated", treated), ("control", control)):
+        if arm.sum() < min_per_arm:
+            raise DataError(
+                f"treatment column {treatment.name!r}: the {name} arm has {int(arm.sum())} "
+                f"patient(s); comparing treatments needs at least {min_per_arm} in each arm"
+            )
+    return treated.astype(int)
+
+
 def check_durations(duration: pd.Series) -> np.ndarray:
     """Refuse follow-up times that are missing, not numbers, not finite, zero or negative.
 

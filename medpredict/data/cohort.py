@@ -92,6 +92,8 @@ def _require_columns(frame: pd.DataFrame, spec: StudySpec) -> None:
     roles = {
         "target": [spec.target],
         "survival.duration_column": [spec.survival.duration_column] if spec.survival else [],
+        "treatment.column": [spec.treatment.column] if spec.treatment else [],
+        "treatment.subgroups": spec.treatment.subgroups if spec.treatment else [],
         "id_column": [spec.id_column],
         "patient_column": [spec.patient_column],
         "time_column": [spec.time_column],
@@ -134,6 +136,8 @@ def _feature_columns(frame: pd.DataFrame, spec: StudySpec) -> list[str]:
     }
     if spec.survival is not None:
         reserved.add(spec.survival.duration_column)
+    if spec.treatment is not None:
+        reserved.add(spec.treatment.column)
     reserved |= set(spec.exclude)
     if not spec.use_sensitive_as_features:
         reserved |= set(spec.sensitive_attributes)

@@ -70,6 +70,19 @@ def _gbsg() -> pd.DataFrame:
     return frame[_RFS]
 
 
+def _actg320() -> pd.DataFrame:
+    """ACTG 320 with the treatment as 0/1 and the event and its time named plainly."""
+    from sksurv.datasets import load_aids
+
+    X, y = load_aids()
+    frame = X.drop(columns=["txgrp"]).astype({"karnof": float, "tx": int})
+    for column in ("hemophil", "ivdrug", "raceth", "sex", "strat2"):
+        frame[column] = frame[column].astype(str)
+    frame["days"] = y["time"].astype(float)
+    frame["aids_or_death"] = y["censor"].astype(int)
+    return frame
+
+
 DATASETS: dict[str, BundledDataset] = {
     d.name: d
     for d in [
@@ -154,6 +167,15 @@ DATASETS: dict[str, BundledDataset] = {
             "LGPL-2 | LGPL-3",
             "rfs",
             _gbsg,
+        ),
+        BundledDataset(
+            "actg320",
+            "ACTG 320 randomised trial (1,151 HIV patients): indinavir added to two "
+            "nucleosides (tx 1) or not (tx 0); AIDS or death (aids_or_death) within days",
+            "Hammer et al. 1997; Hosmer, Lemeshow & May 2008; scikit-survival load_aids",
+            "GPL-3 (scikit-survival)",
+            "aids_or_death",
+            _actg320,
         ),
     ]
 }

@@ -37,9 +37,11 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, clone, is_classifier
 from sklearn.kernel_ridge import KernelRidge
 from sklearn.linear_model import LogisticRegression, RidgeCV
-from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold, cross_val_predict
+from sklearn.metrics.pairwise import rbf_kernel
+from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import PolynomialFeatures, StandardScaler
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 PROPENSITY_CLIP = 0.02
 """Propensity scores are kept within [0.02, 0.98] in the doubly robust terms."""
@@ -47,6 +49,46 @@ PROPENSITY_CLIP = 0.02
 
 KERNEL_ROWS = 2000
 """Above this many rows the kernel ridge candidate is left out (its cost grows as n^3)."""
+
+
+class KernelRidgeCV(RegressorMixin, BaseEstimator):
+    """RBF kernel ridge regression with ``alpha`` and ``gamma`` chosen by exact
+    leave-one-out error (one eigendecomposition of the kernel per ``gamma``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0); X = rng.uniform(-2, 2, (200, 1))
+    >>> y = np.sin(2 * X[:, 0]) + rng.normal(0, 0.1, 200)
+    >>> model = KernelRidgeCV(gammas=(0.1, 1.0, 10.0)).fit(X, y)
+    >>> model.gamma_, bool(np.mean((model.predict(X) - np.sin(2 * X[:, 0])) ** 2) < 0.01)
+    (1.0, True)
+    """
+
+    def __init__(self, alphas: tuple[float, ...] = (0.01, 0.1, 1.0),
+                 gammas: tuple[float, ...] = (0.005, 0.02, 0.05)) -> None:
+        self.alphas = alphas
+        self.gammas = gammas
+
+    def fit(self, X: Any, y: Any) -> KernelRidgeCV:
+        X, y = validate_data(self, X, y, y_numeric=True)
+        self.errors_ = np.empty((len(self.gammas), len(self.alphas)))
+        for i, gamma in enumerate(self.gammas):
+            values, vectors = np.linalg.eigh(rbf_kernel(X, gamma=gamma))
+            projected = vectors.T @ y
+            for j, alpha in enumerate(self.alphas):
+                shrink = values / (values + alpha)
+                fitted = vectors @ (shrink * projected)
+                leverage = np.minimum((vectors**2) @ shrink, 1 - 1e-9)
+                self.errors_[i, j] = np.mean(((y - fitted) / (1 - leverage)) ** 2)
+        i, j = np.unravel_index(np.argmin(self.errors_), self.errors_.shape)
+        self.alpha_, self.gamma_ = float(self.alphas[j]), float(self.gammas[i])
+        self.model_ = KernelRidge(kernel="rbf", alpha=self.alpha_, gamma=self.gamma_).fit(X, y)
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        check_is_fitted(self)
+        return self.model_.predict(validate_data(self, X, reset=False))
 
 
 def outcome_candidates(n_rows: int = 0) -> dict[str, Any]:
@@ -60,10 +102,7 @@ def outcome_candidates(n_rows: int = 0) -> dict[str, Any]:
             PolynomialFeatures(2, include_bias=False), StandardScaler(),
             RidgeCV(alphas=np.logspace(-2, 4, 20)),
         ),
-        "kernel_ridge": make_pipeline(StandardScaler(), GridSearchCV(
-            KernelRidge(kernel="rbf"),
-            {"alpha": [0.01, 0.1, 1.0], "gamma": [0.005, 0.02, 0.05]}, cv=3,
-        )),
+        "kernel_ridge": make_pipeline(StandardScaler(), KernelRidgeCV()),
         "lightgbm": LGBMRegressor(num_leaves=15, min_child_samples=10, **boosting),
         "lightgbm_linear": LGBMRegressor(num_leaves=7, min_child_samples=20, linear_tree=True,
                                          linear_lambda=1.0, **boosting),
@@ -112,6 +151,12 @@ class SelectedModel(RegressorMixin, BaseEstimator):
         return self.model_.predict(np.asarray(X, dtype=float))
 
 
+def frozen(model: Any) -> Any:
+    """An unfitted copy of a fitted outcome model with its choice kept: the candidate a
+    :class:`SelectedModel` chose (its own regularisation is tuned again), else a clone."""
+    return clone(model.model_ if isinstance(model, SelectedModel) else model)
+
+
 def _expected(model: Any, X: np.ndarray) -> np.ndarray:
     """A fitted model's expected outcome: the event probability of a classifier."""
     return model.predict_proba(X)[:, 1] if is_classifier(model) else model.predict(X)
@@ -154,6 +199,13 @@ class TLearner(BaseEstimator):
                         for a in (0, 1)]
         return self
 
+    def resample(self, X: Any, treatment: Any, y: Any, rows: np.ndarray) -> TLearner:
+        """A copy fitted on ``rows`` with the same outcome models chosen (bootstrap)."""
+        X, t, y = _check(X[rows], np.asarray(treatment)[rows], np.asarray(y)[rows])
+        copy = clone(self)
+        copy.models_ = [frozen(m).fit(X[t == a], y[t == a]) for a, m in enumerate(self.models_)]
+        return copy
+
     def outcomes(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
         """Expected outcome without and with treatment."""
         X = np.asarray(X, dtype=float)
@@ -175,6 +227,13 @@ class SLearner(BaseEstimator):
         X, t, y = _check(X, treatment, y)
         self.model_ = _default(self.outcome, self.random_state).fit(np.column_stack([X, t]), y)
         return self
+
+    def resample(self, X: Any, treatment: Any, y: Any, rows: np.ndarray) -> SLearner:
+        """A copy fitted on ``rows`` with the same outcome model chosen (bootstrap)."""
+        X, t, y = _check(X[rows], np.asarray(treatment)[rows], np.asarray(y)[rows])
+        copy = clone(self)
+        copy.model_ = frozen(self.model_).fit(np.column_stack([X, t]), y)
+        return copy
 
     def effect(self, X: Any) -> np.ndarray:
         X = np.asarray(X, dtype=float)
@@ -207,14 +266,23 @@ class XLearner(BaseEstimator):
 
     def fit(self, X: Any, treatment: Any, y: Any) -> XLearner:
         X, t, y = _check(X, treatment, y)
-        mu = [_default(self.outcome, self.random_state).fit(X[t == a], y[t == a])
-              for a in (0, 1)]
-        imputed = {1: y[t == 1] - _expected(mu[0], X[t == 1]),
-                   0: _expected(mu[1], X[t == 0]) - y[t == 0]}
-        self.effects_ = [_default(self.effect_model, self.random_state).fit(X[t == a], imputed[a])
-                         for a in (0, 1)]
+        return self._fit(X, t, y, [_default(self.outcome, self.random_state)] * 2,
+                         [_default(self.effect_model, self.random_state)] * 2)
+
+    def _fit(self, X: np.ndarray, t: np.ndarray, y: np.ndarray, outcomes: list[Any],
+             effects: list[Any]) -> XLearner:
+        self.outcomes_ = [clone(outcomes[a]).fit(X[t == a], y[t == a]) for a in (0, 1)]
+        imputed = {1: y[t == 1] - _expected(self.outcomes_[0], X[t == 1]),
+                   0: _expected(self.outcomes_[1], X[t == 0]) - y[t == 0]}
+        self.effects_ = [clone(effects[a]).fit(X[t == a], imputed[a]) for a in (0, 1)]
         self.propensity_ = _propensity_model(self.propensity).fit(X, t)
         return self
+
+    def resample(self, X: Any, treatment: Any, y: Any, rows: np.ndarray) -> XLearner:
+        """A copy fitted on ``rows`` with the same models chosen (bootstrap)."""
+        X, t, y = _check(X[rows], np.asarray(treatment)[rows], np.asarray(y)[rows])
+        return clone(self)._fit(X, t, y, [frozen(m) for m in self.outcomes_],
+                                [frozen(m) for m in self.effects_])
 
     def effect(self, X: Any) -> np.ndarray:
         X = np.asarray(X, dtype=float)
@@ -285,6 +353,14 @@ class DRLearner(BaseEstimator):
                                            self.random_state, self.randomised)
         self.model_ = _default(self.effect_model, self.random_state).fit(X, self.scores_)
         return self
+
+    def resample(self, X: Any, treatment: Any, y: Any, rows: np.ndarray) -> DRLearner:
+        """A copy whose effect model (same choice) is refitted on ``rows``' doubly robust
+        scores; the nuisance models are not refitted (their error is second order)."""
+        copy = clone(self)
+        copy.scores_ = self.scores_[rows]
+        copy.model_ = frozen(self.model_).fit(np.asarray(X, dtype=float)[rows], copy.scores_)
+        return copy
 
     def effect(self, X: Any) -> np.ndarray:
         return self.model_.predict(np.asarray(X, dtype=float))

@@ -98,12 +98,14 @@ def risk_card(
             f"{h['risk']:.0%} by {h['horizon']:g} {h['unit']}".rstrip()
             for h in prediction.horizon_risks
         )
+    elif prediction.benefit is not None:
+        summary = f"{outcome}: treatment benefit {100 * prediction.benefit['value']:+.1f} points"
     elif prediction.risk is not None:
         summary = f"{outcome}: risk {prediction.risk:.0%}" + (f" ({band})" if band else "")
     else:
         summary = f"{outcome}: most likely {prediction.prediction}"
     lines = [f"**{summary}**", ""]
-    if prediction.horizon_risks is not None:
+    if prediction.horizon_risks is not None or prediction.benefit is not None:
         lines.append(f"Predicted {prediction.prediction}.")
     if prediction.conformal_set is not None:
         lines.append(

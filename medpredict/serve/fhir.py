@@ -326,7 +326,7 @@ def risk_assessment(
             for label, p in prediction.probabilities.items()
         ]
     notes = [f"Model {model.name} version {model.version}, sha256 {model.sha256}."]
-    if prediction.horizon_risks is not None:
+    if prediction.horizon_risks is not None or prediction.benefit is not None:
         notes.append(f"Predicted {prediction.prediction}.")
     if prediction.conformal_set is not None:
         notes.append("Conformal prediction set: {" + ", ".join(prediction.conformal_set) + "}.")
@@ -347,6 +347,7 @@ def risk_assessment(
             "basis": [{"reference": ref} for ref in extracted.basis],
             "prediction": predictions,
             "note": [{"text": text} for text in notes],
+            **({"mitigation": prediction.prediction} if prediction.benefit is not None else {}),
         }
     )
     return json.loads(resource.model_dump_json(exclude_none=True))

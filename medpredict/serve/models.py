@@ -27,6 +27,7 @@ import pandas as pd
 from medpredict.artifact import BACKGROUND_FILE, METADATA_FILE, LoadedModel, load_model
 from medpredict.data.schema import Schema
 from medpredict.predict import (
+    effect_columns,
     NonFiniteError,
     predict_proba_checked,
     predicted_classes,
@@ -63,6 +64,7 @@ class RowPrediction:
     median_survival: float | None = None
     survival_lower_bound: float | None = None
     assured_event_free_to_first_horizon: bool | None = None
+    benefit: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form used in API responses and the audit log."""
@@ -83,6 +85,8 @@ class RowPrediction:
             out["assured_event_free_to_first_horizon"] = (
                 self.assured_event_free_to_first_horizon
             )
+        if self.benefit is not None:
+            out["benefit"] = self.benefit
         return out
 
 
@@ -91,9 +95,10 @@ class ServedModel:
 
     def __init__(self, loaded: LoadedModel, top_k: int = 5) -> None:
         meta = loaded.metadata
-        needed = {"version": meta.version, "task": meta.task, "schema": meta.data_schema,
-                  **({"horizons": meta.horizons} if meta.task == "survival"
-                     else {"classes": meta.classes})}
+        needed = {"version": meta.version, "task": meta.task, "schema": meta.data_schema}
+        if meta.treatment is None:
+            needed |= ({"horizons": meta.horizons} if meta.task == "survival"
+                       else {"classes": meta.classes})
         missing = [k for k, v in needed.items() if not v]
         if missing:
             raise ValueError(f"{loaded.path / METADATA_FILE} lacks {', '.join(missing)}")
@@ -105,6 +110,7 @@ class ServedModel:
         self.task: str = str(meta.task)
         self.classes: list[str] = meta.classes
         self.positive_class: str | None = meta.positive_class
+        self.treatment: dict[str, Any] | None = meta.treatment
         self.validator = RowValidator(meta.data_schema)
         self.schema = Schema.from_dict(meta.data_schema)
         self.bands = risk_bands(meta.thresholds) if self.task == "binary" else []
@@ -112,7 +118,7 @@ class ServedModel:
         self.loaded_at = datetime.now(UTC).isoformat(timespec="seconds")
         self.conformal, self.background = self._trust_files()
         self.conformal_group = self._conformal_group()
-        self.explanations = top_k > 0 and (
+        self.explanations = top_k > 0 and self.treatment is None and (
             self.background is not None if self.task == "survival" else self._can_explain()
         )
 
@@ -130,7 +136,9 @@ class ServedModel:
 
     def _trust_files(self) -> tuple[ConformalSets | None, pd.DataFrame | None]:
         """The trust layer's conformal predictor and background, if the study saved them
-        (a survival study saves the background only)."""
+        (a survival study saves the background only, a treatment-effect study neither)."""
+        if self.treatment is not None:
+            return None, None
         if self.task == "survival":
             if not self.loaded.has_file(BACKGROUND_FILE):
                 return None, None
@@ -211,6 +219,8 @@ class ServedModel:
             Naming each row and field whose value is not finite after preprocessing.
         """
         frame = checked.frame
+        if self.treatment is not None:
+            return self._effects(checked)
         if self.task == "survival":
             return self._survival(checked)
         try:
@@ -288,6 +298,38 @@ class ServedModel:
                 survival_lower_bound=bound,
                 assured_event_free_to_first_horizon=None if bound is None
                 else bound >= horizons[0],
+            ))
+        return out
+
+    def _effects(self, checked: ValidatedRows) -> list[RowPrediction]:
+        """Each row's estimated benefit of the treatment, with its 95% interval."""
+        try:
+            scored = effect_columns(self.loaded, checked.frame)
+        except NonFiniteError as error:
+            raise RowValidationError(_not_finite(error)) from None
+        treatment = self.treatment
+        change = "reduction" if treatment["benefit"] == "fewer_events" else "increase"
+        meaning = (f"{change} in the {treatment['outcome']} with {treatment['column']} = "
+                   f"{treatment['treated_value']} rather than {treatment['control_value']}")
+        caveat = None if treatment["heterogeneity_detected"] else (
+            "no heterogeneity was detectable in the study: the average benefit is the best "
+            "estimate for every patient")
+        out = []
+        for i, warnings in enumerate(checked.warnings):
+            value = float(scored["benefit"].iloc[i])
+            benefit = {"value": value, "meaning": meaning,
+                       "average": treatment["average_benefit"]["value"]}
+            text = f"estimated benefit {100 * value:+.1f} points"
+            if "benefit_low" in scored:
+                benefit["low"] = float(scored["benefit_low"].iloc[i])
+                benefit["high"] = float(scored["benefit_high"].iloc[i])
+                text += (f" (95% interval {100 * benefit['low']:+.1f} to "
+                         f"{100 * benefit['high']:+.1f})")
+            out.append(RowPrediction(
+                risk=None, band=None, probabilities={}, prediction=f"{text}: {meaning}",
+                conformal_set=None, conformal_status=None, factors=None,
+                warnings=warnings if caveat is None else [*warnings, caveat],
+                benefit=benefit,
             ))
         return out
 

@@ -279,8 +279,16 @@ def run_study(spec: StudySpec, quiet: bool = False, save: bool = True) -> StudyR
     then holds, the selected model is refitted on both, and the test rows are the
     ``test`` hold-out. With ``cluster`` set the fits run on that Dask cluster
     (:mod:`medpredict.cluster`), with the same results. A ``task: survival`` spec runs
-    :func:`medpredict.survival.runner.run_survival_study` and returns its result.
+    :func:`medpredict.survival.runner.run_survival_study`, and a spec with a
+    ``treatment:`` section :func:`medpredict.effects.runner.run_effect_study`; each
+    returns its own result.
     """
+    if spec.treatment is not None:
+        if spec.task == "survival":
+            require("sksurv", extra="survival")
+        from medpredict.effects.runner import run_effect_study
+
+        return run_effect_study(spec, quiet=quiet, save=save)
     if spec.task == "survival":
         require("sksurv", extra="survival")
         from medpredict.survival.runner import run_survival_study

@@ -81,6 +81,18 @@ class PredictionOut(BaseModel):
         None, description="Survival models: predicted median survival time (null where the "
         "curve stays above 0.5 within the model's follow-up)."
     )
+    survival_lower_bound: float | None = Field(
+        None, description="Survival models: the time after which the event comes, at the "
+        "model's stated confidence (conformal lower bound); null without one."
+    )
+    assured_event_free_to_first_horizon: bool | None = Field(
+        None, description="Survival models: whether the lower bound reaches the first horizon "
+        "(false: refer, the model cannot assure the patient stays event-free to it)."
+    )
+    benefit: dict[str, Any] | None = Field(
+        None, description="Treatment-effect models: the estimated benefit of treatment "
+        "(value; low and high, the 95% interval; meaning; the study's average)."
+    )
 
 
 class PredictResponse(BaseModel):
