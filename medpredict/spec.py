@@ -384,19 +384,9 @@ class StudySpec(_Strict):
                 f"selection_metric {self.selection_metric!r} is not a survival metric; "
                 f"expected one of: {', '.join(SURVIVAL_METRICS)}"
             )
-        unsupported = {
-            "validation.scheme": self.validation.scheme
-            not in ("kfold", "temporal", "site"),
-            "budget": self.budget is not None,
-            "validation.nested: true": self.validation.nested is True,
-            "timeline": self.timeline is not None,
-        }
-        refused = [name for name, bad in unsupported.items() if bad]
-        if refused:
-            raise ValueError(
-                f"task: survival does not support {', '.join(refused)} yet (validation "
-                "schemes kfold, temporal and site, with an external table, are supported)"
-            )
+        self._refuse("task: survival", {
+            "validation.scheme": self.validation.scheme not in ("kfold", "temporal", "site"),
+        }, "validation schemes kfold, temporal and site, with an external table, are supported")
 
     def _check_treatment(self) -> None:
         treatment = self.treatment
@@ -419,19 +409,23 @@ class StudySpec(_Strict):
                 f"treatment.column {treatment.column!r} is listed in features; the treatment "
                 "is compared, not used as a predictor"
             )
-        unsupported = {
+        self._refuse("a treatment: study", {
             "validation.scheme": self.validation.scheme != "kfold",
             "validation.external": self.validation.external is not None,
+        }, "effects are estimated and tested with k-fold cross-fitting")
+
+    def _refuse(self, study: str, unsupported: dict[str, bool], supported: str) -> None:
+        """Refuse, by name, the settings ``study`` does not support (search budgets, nested
+        validation and timelines never; ``unsupported`` the rest)."""
+        unsupported = {
+            **unsupported,
             "budget": self.budget is not None,
             "validation.nested: true": self.validation.nested is True,
             "timeline": self.timeline is not None,
         }
         refused = [name for name, bad in unsupported.items() if bad]
         if refused:
-            raise ValueError(
-                f"a treatment: study does not support {', '.join(refused)} yet (effects are "
-                "estimated and tested with k-fold cross-fitting)"
-            )
+            raise ValueError(f"{study} does not support {', '.join(refused)} yet ({supported})")
 
     def _check_timeline(self) -> None:
         sources = [s for s in (self.data, self.validation.external) if s is not None]

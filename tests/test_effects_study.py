@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from fastapi.testclient import TestClient
+from serve_support import clinician_client
 from sklearn.preprocessing import FunctionTransformer
 from typer.testing import CliRunner
 
@@ -21,10 +21,7 @@ from medpredict.data.errors import DataError, SpecError
 from medpredict.effects.learners import SelectedModel, TLearner, XLearner
 from medpredict.effects.model import EffectModel, arm_bootstrap
 from medpredict.predict import predict_frame
-from medpredict.serve.app import create_app
-from medpredict.serve.auth import new_api_key
 from medpredict.serve.cds_hooks import risk_card
-from medpredict.serve.config import ServeSettings
 from medpredict.serve.fhir import ExtractedRow, FhirMapping, risk_assessment
 from medpredict.serve.models import ServedModel
 from medpredict.spec import parse_spec
@@ -92,12 +89,7 @@ def test_trial_study_outputs_report_and_predictions(actg_study):
 
 def test_service_answers_the_benefit_in_json_fhir_and_cds(actg_study, tmp_path):
     result = actg_study
-    key, entry = new_api_key("dr-effects", ["clinician"])
-    keys_file = tmp_path / "keys.json"
-    keys_file.write_text(json.dumps({"keys": [entry]}))
-    settings = ServeSettings(keys_file=str(keys_file), audit_url=f"sqlite:///{tmp_path}/a.db")
-    client = TestClient(create_app([result.model_dir], settings))
-    client.headers.update({"X-API-Key": key})
+    client = clinician_client(result.model_dir, tmp_path)
     features = load_model(result.model_dir).metadata.feature_names
     frame = load_dataset("actg320").head(3)
     rows = json.loads(frame[features].to_json(orient="records"))

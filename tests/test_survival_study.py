@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from fastapi.testclient import TestClient
+from serve_support import clinician_client
 from sklearn.base import clone
 from sksurv.datasets import load_gbsg2
 from typer.testing import CliRunner
@@ -23,10 +23,7 @@ from medpredict.encoders.tabular import standard_pipeline
 from medpredict.evaluation.survival import harrell_c
 from medpredict.models.registry import available_models, is_survival_model, make_model
 from medpredict.predict import predict_frame
-from medpredict.serve.app import create_app
-from medpredict.serve.auth import new_api_key
 from medpredict.serve.cds_hooks import risk_card
-from medpredict.serve.config import ServeSettings
 from medpredict.serve.fhir import ExtractedRow, FhirMapping, risk_assessment
 from medpredict.serve.models import ServedModel
 from medpredict.spec import parse_spec
@@ -96,12 +93,7 @@ def test_study_outputs_load_and_predict_risks_at_the_horizons(lung_study):
 
 def test_service_answers_risks_by_horizon_in_json_and_fhir(lung_study, tmp_path):
     result = lung_study
-    key, entry = new_api_key("dr-survival", ["clinician"])
-    keys_file = tmp_path / "keys.json"
-    keys_file.write_text(json.dumps({"keys": [entry]}))
-    settings = ServeSettings(keys_file=str(keys_file), audit_url=f"sqlite:///{tmp_path}/a.db")
-    client = TestClient(create_app([result.model_dir], settings))
-    client.headers.update({"X-API-Key": key})
+    client = clinician_client(result.model_dir, tmp_path)
     features = load_model(result.model_dir).metadata.feature_names
     frame = load_dataset("lung").head(3)
     rows = [{k: (None if pd.isna(v) else float(v)) for k, v in row.items()}

@@ -221,6 +221,12 @@ def check_multiclass_outcome(outcome: pd.Series) -> None:
         raise DataError(f"target {outcome.name!r} has a single class ({values[0]!r})")
 
 
+def _values_at(values: pd.Series, mask: np.ndarray) -> str:
+    """Up to four distinct values of ``values`` where ``mask`` is true, as reprs."""
+    return ", ".join(repr(v.item() if hasattr(v, "item") else v)
+                     for v in pd.unique(values[mask])[:4])
+
+
 def _same_value(values: pd.Series, code: Any) -> pd.Series:
     """Where ``values`` equal ``code``, also by text (``"1"`` matches ``1``)."""
     return (values == code) | (values.astype(str) == str(code))
@@ -258,10 +264,9 @@ def check_event_codes(
         codes[_same_value(event, value).to_numpy() & (codes == -1)] = 2
     unknown = codes == -1
     if unknown.any():
-        values = ", ".join(repr(v.item() if hasattr(v, "item") else v)
-                           for v in pd.unique(event[unknown])[:4])
         raise DataError(
-            f"event column {event.name!r} holds {values} in {describe_rows(_rows(unknown))}, "
+            f"event column {event.name!r} holds {_values_at(event, unknown)} in "
+            f"{describe_rows(_rows(unknown))}, "
             f"which is neither the event ({event_value!r}) nor censored ({censored_value!r}); "
             "declare it in survival.competing_values or recode it"
         )
@@ -300,10 +305,8 @@ def check_treatment(
     control = _same_value(treatment, control_value).to_numpy() & ~treated
     unknown = ~(treated | control)
     if unknown.any():
-        values = ", ".join(repr(v.item() if hasattr(v, "item") else v)
-                           for v in pd.unique(treatment[unknown])[:4])
         raise DataError(
-            f"treatment column {treatment.name!r} holds {values} in "
+            f"treatment column {treatment.name!r} holds {_values_at(treatment, unknown)} in "
             f"{describe_rows(_rows(unknown))}, which is neither treated ({treated_value!r}) "
             f"nor control ({control_value!r}); recode it, or leave those patients out (only "
             "two arms are compared)"

@@ -27,8 +27,8 @@ import pandas as pd
 from medpredict.artifact import BACKGROUND_FILE, METADATA_FILE, LoadedModel, load_model
 from medpredict.data.schema import Schema
 from medpredict.predict import (
-    effect_columns,
     NonFiniteError,
+    effect_columns,
     predict_proba_checked,
     predicted_classes,
     survival_columns,
