@@ -76,6 +76,12 @@ NOT_CHECKED = {
         "a treatment-effect learner: fit(X, treatment, y) and effect(X), not the estimator "
         "API's fit(X, y); tests/test_effects.py checks it on data with known effects",
     ),
+    **dict.fromkeys(
+        ("updating.RecalibrationInTheLarge", "updating.LogisticRecalibration",
+         "updating.ModelRevision", "updating.Refit"),
+        "an update of an already fitted model: fit learns from new patients how to correct "
+        "its risks, on the features the fitted model reads; tests/test_updating.py checks it",
+    ),
     "model.EffectModel": (
         "preprocessing and a treatment-effect learner: fit(X, treatment, y) and benefit(X); "
         "tests/test_effects.py checks it"
