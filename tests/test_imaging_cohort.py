@@ -50,6 +50,21 @@ def test_medmnist_refuses_multilabel_and_missing_split(tmp_path):
         load_medmnist(tmp_path / "partial.npz")
 
 
+def test_medmnist_3d_volumes_are_refused_not_read_as_channels(tmp_path):
+    """A synthetic file in the MedMNIST 3-D layout (N x 28 x 28 x 28), and a colour one."""
+    volumes = np.random.default_rng(0).integers(0, 255, (6, 28, 28, 28), dtype=np.uint8)
+    splits = ("train", "val", "test")
+    np.savez(tmp_path / "organmnist3d.npz", **{f"{s}_images": volumes for s in splits},
+             **{f"{s}_labels": np.arange(6)[:, None] % 2 for s in splits})
+    with pytest.raises(ImageDataError, match=r"organmnist3d\.npz: train_images has shape "
+                                             r"\(6, 28, 28, 28\).*3-D volumes"):
+        load_medmnist(tmp_path / "organmnist3d.npz")
+    colour = volumes[..., :3]
+    np.savez(tmp_path / "colour.npz", **{f"{s}_images": colour for s in splits},
+             **{f"{s}_labels": np.arange(6) % 2 for s in splits})
+    assert load_medmnist(tmp_path / "colour.npz")["train"].images.shape == (6, 3, 28, 28)
+
+
 def _write_pngs(folder, images, names):
     for image, name in zip(images, names, strict=True):
         Image.fromarray(image).save(folder / name)

@@ -167,3 +167,21 @@ def test_raw_window_networks_follow_the_sklearn_contract(windows, model) -> None
         fitted.predict_proba(X[pick][:, :1, :])
     with pytest.raises(DataError, match="two classes"):
         clone(net).fit(X[pick[:5]], np.zeros(5))
+
+
+def test_a_record_reads_the_same_by_its_stem_header_and_matlab_file(tmp_path, monkeypatch):
+    import shutil
+
+    from wfdb.io.convert.matlab import wfdb_to_mat
+
+    source = require_data("ecg/cpsc2021/data_101_8.hea")
+    for suffix in (".hea", ".dat"):
+        shutil.copy(source.with_suffix(suffix), tmp_path / f"data_101_8{suffix}")
+    monkeypatch.chdir(tmp_path)
+    wfdb_to_mat("data_101_8")  # writes data_101_8m.mat and its header, as CinC data ship
+    original = read_record(tmp_path / "data_101_8")
+    for path in (tmp_path / "data_101_8m.mat", tmp_path / "data_101_8m.hea",
+                 tmp_path / "data_101_8m"):
+        again = read_record(path)
+        assert again.fs == original.fs and again.signal.shape == original.signal.shape
+        np.testing.assert_allclose(again.signal, original.signal, atol=1e-3)

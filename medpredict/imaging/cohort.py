@@ -374,8 +374,8 @@ def check_medmnist_split(
     Raises
     ------
     ImageDataError
-        Naming the archive: a split's array is missing, the labels are multi-label, or
-        images and labels do not match.
+        Naming the archive: a split's array is missing, the labels are multi-label,
+        images and labels do not match, or the images are 3-D volumes.
 
     Examples
     --------
@@ -406,6 +406,13 @@ def check_medmnist_split(
         raise ImageDataError(
             {str(path): f"{keys[0]} has shape {images.shape} for {len(labels)} labels; "
                         "expected (N, H, W) or (N, H, W, C)"}
+        )
+    if images.ndim == 4 and images.shape[-1] not in (1, 3, 4):
+        raise ImageDataError(
+            {str(path): f"{keys[0]} has shape {images.shape}: a last axis of "
+                        f"{images.shape[-1]} is not 1, 3 or 4 colour channels, so these are "
+                        "3-D volumes (N, D, H, W), e.g. a MedMNIST 3-D file; volumes are not "
+                        "supported yet and are not read as 2-D images"}
         )
     return images, labels
 

@@ -45,11 +45,12 @@ class EcgRecord:
 
 def _stem(path: str | Path) -> Path:
     path = Path(path)
-    return path.with_suffix("") if path.suffix in (".hea", ".dat", ".atr") else path
+    return path.with_suffix("") if path.suffix in (".hea", ".dat", ".mat", ".atr") else path
 
 
 def read_record(path: str | Path, require_finite: bool = True) -> EcgRecord:
-    """Read a WFDB record given its path without extension (or with ``.hea``).
+    """Read a WFDB record given its path without extension, or with ``.hea``, ``.dat`` or
+    ``.mat`` (the MATLAB-format records PhysioNet/CinC challenges ship, with their header).
 
     Raises
     ------
