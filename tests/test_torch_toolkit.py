@@ -22,6 +22,7 @@ from medpredict.models.deep.training import (
     state_to_safetensors,
     torch_threads,
 )
+from medpredict.progress import StudyProgress
 from medpredict.settings import require_data
 from medpredict.signals.nets import CNN1DClassifier, CNNGRUClassifier
 from medpredict.signals.windows import af_windows
@@ -105,6 +106,22 @@ def test_without_validation_every_epoch_runs_and_the_last_weights_stay(pima):
         generator=torch.Generator().manual_seed(0),
     )
     assert (log.best_epoch, log.epochs_run, log.validation_loss) == (3, 4, [])
+
+
+def test_each_epoch_is_shown_on_the_open_progress_display(pima):
+    X, y = pima
+    net = _logistic(1)
+    shown = []
+    with StudyProgress(quiet=True) as progress:
+        stage = progress.stage("fitting", total=1)
+        original = progress.detail
+        progress.detail = lambda text: (shown.append(text), original(text))
+        run_epochs(net, torch.optim.Adam(net.parameters(), lr=0.01),
+                   lambda rows: ((net(X[rows])[:, 0] - y[rows]) ** 2).mean(), len(y),
+                   max_epochs=3, batch_size=64, generator=torch.Generator().manual_seed(0))
+        last = progress._progress.tasks[stage].fields["detail"]
+    assert [t.split(",")[0] for t in shown] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert last == shown[-1] and last.endswith("s left at most")
 
 
 def test_threads_and_rng_are_restored():

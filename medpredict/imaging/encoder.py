@@ -15,6 +15,7 @@ Examples
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +28,7 @@ from medpredict.imaging.backbones import Backbone, build_backbone
 from medpredict.imaging.transfer import DEFAULT_SIZES, image_array
 from medpredict.imaging.transforms import as_unit_tensor, match_channels, normalise, resize
 from medpredict.models.deep.training import NumpyWeightsMixin, torch_threads
+from medpredict.progress import remaining, report_detail
 
 
 class PretrainedImageEncoder(NumpyWeightsMixin, TransformerMixin, BaseEstimator):
@@ -98,8 +100,13 @@ class PretrainedImageEncoder(NumpyWeightsMixin, TransformerMixin, BaseEstimator)
         net = self.module_.eval()
         size = self.network_config_["image_size"]
         chunks = []
+        started, passes = time.perf_counter(), -(-len(unit) // self.batch_size)
         with torch_threads(self.n_threads), torch.inference_mode():
             for start in range(0, len(unit), self.batch_size):
+                done = start // self.batch_size
+                if done:
+                    report_detail(f"image features, batch {done}/{passes}, "
+                                  f"{remaining(started, done, passes)}")
                 batch = unit[start : start + self.batch_size]
                 x = resize(match_channels(batch, net.in_channels), size)
                 x = normalise(x, net.mean, net.std)

@@ -28,6 +28,7 @@ Examples
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from medpredict.progress import remaining, report_detail
 
 __all__ = [
     "LogitClassifierMixin",
@@ -180,6 +183,7 @@ def run_epochs(
     best_epoch = -1
     train_losses: list[float] = []
     validation_values: list[float] = []
+    started = time.perf_counter()
     for epoch in range(max_epochs):
         if start_epoch is None:
             module.train()
@@ -195,6 +199,8 @@ def run_epochs(
             total += float(loss.detach()) * batch.numel()
             seen += batch.numel()
         train_losses.append(total / seen if seen else math.nan)
+        report_detail(f"epoch {epoch + 1}/{max_epochs}, "
+                      f"{remaining(started, epoch + 1, max_epochs)} at most")
         if validation is None:
             continue
         module.eval()
