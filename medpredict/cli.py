@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import click
+import numpy as np
 import pandas as pd
 import typer
 from rich.console import Console
@@ -514,6 +515,78 @@ def datasets_fetch(
     paths = fetch(list(REFERENCE_DATASETS) if all_datasets else names or [], quiet=quiet)
     folders = sorted({str(p.parent) for p in paths})
     console.print(f"{len(paths)} reference files available under: {', '.join(folders)}")
+
+
+@app.command()
+@_user_errors
+def watch(
+    model: Annotated[
+        Path, typer.Option(help="Binary model directory written by `medpredict run`.")
+    ],
+    reference: Annotated[
+        Path, typer.Option(help="CSV or Parquet of the development rows (its features).")
+    ],
+    input: Annotated[
+        Path,
+        typer.Option("--input", "-i",
+                     help="CSV or Parquet of later rows: the model's features, the period "
+                     "column and, where they have arrived, outcomes."),
+    ],
+    period_column: Annotated[
+        str, typer.Option(help="Column of each row's period (a month, a year).")
+    ],
+    output_dir: Annotated[
+        Path, typer.Option(help="Folder for watch.json and report.html.")
+    ] = Path("runs/watch"),
+    outcome_column: Annotated[
+        str | None,
+        typer.Option(help="Outcome column, coded as in training; missing where not yet known. "
+                     "Without it only label-free estimates are made."),
+    ] = None,
+    bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples per interval.")] = 500,
+) -> None:
+    """Watch a deployed binary model on later patients, period by period.
+
+    Expected (label-free) and realised performance, drift of the predicted risks and of
+    every feature, and a domain classifier against the development rows; every alert in
+    words. Writes a self-contained report.html and watch.json (summaries only, no rows).
+    """
+    import json
+
+    from medpredict.monitoring.report import write_report
+    from medpredict.monitoring.watch import watch as watch_model
+
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        later = reader.submit(_read_table, input)
+        development = _read_table(reference)
+        monitored = later.result()
+    with console.status("watching: scoring, drift and domain classifiers per period"):
+        result = watch_model(model, development, monitored, period_column, outcome_column,
+                             n_boot=bootstrap)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "model": str(model),
+        "periods": json.loads(result.periods.to_json(orient="records")),
+        "domains": {p: d.to_dict() for p, d in result.domains.items()},
+        "alerts": result.alerts,
+    }
+    (output_dir / "watch.json").write_text(json.dumps(summary, indent=2))
+    report = write_report(result, output_dir / "report.html")
+    grid = Table(title=f"watching {model}")
+    for column in ("period", "rows", "expected AUROC", "realised AUROC", "PSI of risks",
+                   "domain AUROC", "drifted features", "alert"):
+        grid.add_column(column)
+    for _, row in result.periods.iterrows():
+        realised = ("—" if np.isnan(row["realised_auroc"]) else
+                    f"{row['realised_auroc']:.3f} ({row['realised_auroc_low']:.3f}–"
+                    f"{row['realised_auroc_high']:.3f})")
+        grid.add_row(str(row["period"]), str(row["n"]), f"{row['expected_auroc']:.3f}",
+                     realised, f"{row['prediction_psi']:.2f}", f"{row['domain_auroc']:.2f}",
+                     str(row["drifted_features"]), "yes" if row["alert"] else "")
+    console.print(grid)
+    for alert in result.alerts:
+        console.print(f"[yellow]alert[/] {alert}", highlight=False, soft_wrap=True)
+    console.print(f"report: [bold]{report.resolve()}[/]")
 
 
 @app.command()

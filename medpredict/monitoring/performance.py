@@ -128,12 +128,12 @@ def _alert(row: dict[str, float]) -> str:
         direction = "more" if low > 0 else "fewer"
         reasons.append(
             f"{direction} events than predicted: calibration intercept "
-            f"{row['realised_calibration_intercept']:+.2f} (95% CI {low:+.2f} to {high:+.2f}; "
+            f"{row['realised_calibration_intercept']:+.2f} (95% CI {low:+.2f} to {high:+.2f}, "
             f"ideal 0), so the expected numbers, which assume calibrated risks, are off")
     if row["prediction_psi"] >= PSI_MODERATE:
         reasons.append(
             f"the predicted risks have drifted from development (PSI "
-            f"{row['prediction_psi']:.2f}; 0.1 moderate, 0.25 major)")
+            f"{row['prediction_psi']:.2f}, where 0.1 is moderate and 0.25 major)")
     return "; ".join(reasons)
 
 
@@ -150,8 +150,9 @@ def by_period(
     Parameters
     ----------
     model_risks : the model's risk for each monitored row.
-    outcomes : 0/1 outcome per row, or None while outcomes have not arrived (the
-        realised columns are then NaN); a period with a single outcome also has NaN.
+    outcomes : 0/1 outcome per row, NaN where it has not arrived yet, or None while no
+        outcome has (the realised columns of a period are computed on its rows with an
+        outcome, ``with_outcome``, and are NaN without both outcomes among them).
     periods : period label per row (a year, a month); rows are grouped by it, in
         sorted order.
     reference_risks : the model's risks on its development data; gives
@@ -160,12 +161,13 @@ def by_period(
 
     Returns
     -------
-    DataFrame with ``period``, ``n``, ``events``; ``expected_`` and ``realised_``
-    AUROC, Brier score, calibration intercept and slope (realised with ``_low`` and
-    ``_high`` 95% limits); ``auroc_difference`` and ``brier_difference`` (realised minus
-    expected); ``prediction_psi``; ``alert`` and ``reason``. An alert is raised when the
-    realised AUROC's CI lies below the expected AUROC, when the calibration intercept's
-    CI excludes 0, or when the predicted risks' PSI is at least 0.1.
+    DataFrame with ``period``, ``n``, ``with_outcome``, ``events``; ``expected_`` and
+    ``realised_`` AUROC, Brier score, calibration intercept and slope (realised with
+    ``_low`` and ``_high`` 95% limits); ``auroc_difference`` and ``brier_difference``
+    (realised minus expected); ``prediction_psi``; ``alert`` and ``reason``. An alert is
+    raised when the realised AUROC's CI lies below the expected AUROC, when the
+    calibration intercept's CI excludes 0, or when the predicted risks' PSI is at least
+    0.1.
 
     Examples
     --------
@@ -195,13 +197,15 @@ def by_period(
 def _period_row(period: object, p: np.ndarray, y: np.ndarray | None,
                 reference_risks: Sequence[float] | None, n_boot: int,
                 seed: int) -> dict[str, object]:
+    known = np.zeros(p.size, dtype=bool) if y is None else ~np.isnan(y)
     row: dict[str, object] = {
         "period": period.item() if isinstance(period, np.generic) else period,
         "n": int(p.size),
-        "events": float("nan") if y is None else int(y.sum()),
+        "with_outcome": int(known.sum()),
+        "events": int(y[known].sum()) if known.any() else float("nan"),
     }
     row.update({f"expected_{k}": v for k, v in expected_performance(p).items()})
-    row.update(_realised_columns(y, p, n_boot, seed))
+    row.update(_realised_columns(y[known] if known.any() else None, p[known], n_boot, seed))
     row["auroc_difference"] = row["realised_auroc"] - row["expected_auroc"]
     row["brier_difference"] = row["realised_brier"] - row["expected_brier"]
     row["prediction_psi"] = (float("nan") if reference_risks is None
