@@ -36,9 +36,13 @@ ValueError: metadata: format 9 is newer than this medpredict reads (up to 2); ..
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from medpredict import __version__
+from medpredict.versions import library_versions
 
 FORMAT = 2
 
@@ -311,6 +315,30 @@ class ModelMetadata(_Stored):
         named = [spec.id_column, spec.patient_column, spec.time_column, spec.site_column,
                  spec.target, duration, treatment, *spec.sensitive_attributes]
         return [c for c in dict.fromkeys(named) if c]
+
+
+def study_metadata(spec: Any, **fields: Any) -> ModelMetadata:
+    """The metadata of a model a study saves: what every study records (name, medpredict
+    version, creation time, target, intended use, library versions, the whole spec),
+    then the study's own ``fields``.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> spec = SimpleNamespace(name="demo", target="y", intended_use="", model_dump=dict)
+    >>> study_metadata(spec, task="binary", model="lightgbm").model
+    'lightgbm'
+    """
+    return ModelMetadata(
+        name=spec.name,
+        version=__version__,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        target=spec.target,
+        intended_use=spec.intended_use,
+        versions=library_versions(),
+        spec=spec.model_dump(mode="json"),
+        **fields,
+    )
 
 
 def _problems(error: ValidationError) -> str:

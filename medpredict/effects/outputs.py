@@ -10,15 +10,12 @@ interval.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
-from medpredict import __version__
 from medpredict.artifact import save_model
 from medpredict.effects.report import write_report
 from medpredict.effects.results import EffectStudyResult
-from medpredict.model_metadata import ModelMetadata
-from medpredict.versions import library_versions
+from medpredict.model_metadata import ModelMetadata, study_metadata
 
 
 def treatment_section(result: EffectStudyResult) -> dict[str, Any]:
@@ -48,12 +45,9 @@ def _metrics(result: EffectStudyResult) -> dict[str, dict[str, Any]]:
 def model_metadata(result: EffectStudyResult) -> ModelMetadata:
     """The metadata saved beside the effect model."""
     spec = result.spec
-    return ModelMetadata(
-        name=spec.name,
-        version=__version__,
-        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    return study_metadata(
+        spec,
         task=spec.task,
-        target=spec.target,
         positive_class=spec.positive_class,
         model=result.best_name,
         data_schema=result.cohort.schema.to_dict(),
@@ -62,9 +56,6 @@ def model_metadata(result: EffectStudyResult) -> ModelMetadata:
         metrics=_metrics(result),
         training_rows=len(result.treated),
         training_data_sha256=result.data_sha256,
-        intended_use=spec.intended_use,
-        versions=library_versions(),
-        spec=spec.model_dump(mode="json"),
         treatment=treatment_section(result),
     )
 

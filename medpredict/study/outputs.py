@@ -9,15 +9,13 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 from sklearn.base import clone
 
-from medpredict import __version__
 from medpredict.artifact import save_model
 from medpredict.data.datasets import DATASETS
-from medpredict.model_metadata import ModelMetadata
+from medpredict.model_metadata import ModelMetadata, study_metadata
 from medpredict.spec import StudySpec
 from medpredict.study.report import write_report
 from medpredict.study.results import (
@@ -29,7 +27,6 @@ from medpredict.study.results import (
 )
 from medpredict.study.validation import development_size
 from medpredict.trust.assess import assess
-from medpredict.versions import library_versions
 
 
 def _data_source(spec: StudySpec) -> str:
@@ -87,12 +84,9 @@ def assess_trust(result: StudyResult) -> Any:
 def model_metadata(result: StudyResult) -> ModelMetadata:
     """The metadata saved beside the model (what `predict` and `serve` rely on)."""
     spec = result.spec
-    return ModelMetadata(
-        name=spec.name,
-        version=__version__,
-        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    return study_metadata(
+        spec,
         task=spec.task,
-        target=spec.target,
         positive_class=result.positive_class if spec.task == "binary" else None,
         classes=[str(c) for c in result.cohort.classes],
         model=result.best_name,
@@ -106,9 +100,6 @@ def model_metadata(result: StudyResult) -> ModelMetadata:
         temporal_validation=result.temporal,
         failed_candidates={f.name: f.to_dict() for f in result.failures},
         training_data_sha256=result.data_sha256,
-        intended_use=spec.intended_use,
-        versions=library_versions(),
-        spec=spec.model_dump(mode="json"),
     )
 
 

@@ -13,19 +13,16 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
-from medpredict import __version__
 from medpredict.artifact import BACKGROUND_FILE, save_model
 from medpredict.evaluation.bootstrap import Estimate
-from medpredict.model_metadata import ModelMetadata
+from medpredict.model_metadata import ModelMetadata, study_metadata
 from medpredict.survival.report import write_report
 from medpredict.survival.results import SurvivalStudyResult
 from medpredict.trust.explanations import background_to_json
-from medpredict.versions import library_versions
 
 NOT_ESTIMABLE = "not estimable on these rows (e.g. no patient followed past the horizon)"
 
@@ -44,12 +41,9 @@ def _all(metrics: dict[str, Estimate]) -> dict[str, dict[str, Any]]:
 def model_metadata(result: SurvivalStudyResult) -> ModelMetadata:
     """The metadata saved beside the survival model."""
     spec = result.spec
-    return ModelMetadata(
-        name=spec.name,
-        version=__version__,
-        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    return study_metadata(
+        spec,
         task="survival",
-        target=spec.target,
         positive_class=spec.positive_class,
         model=result.best_name,
         data_schema=result.cohort.schema.to_dict(),
@@ -61,9 +55,6 @@ def model_metadata(result: SurvivalStudyResult) -> ModelMetadata:
         training_rows=len(result.outcome),
         failed_candidates={f.name: f.to_dict() for f in result.failures},
         training_data_sha256=result.data_sha256,
-        intended_use=spec.intended_use,
-        versions=library_versions(),
-        spec=spec.model_dump(mode="json"),
     )
 
 
