@@ -10,7 +10,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ORDER = [
     "foundation", "hybrid", "trust", "imaging", "wearables", "text_genomics", "ehr", "survival",
-    "survival-speed", "treatment_effects", "over_time", "forecasting",
+    "survival-speed", "treatment_effects", "over_time", "transfer", "forecasting",
     "serve", "serve-2-workers", "scale-study", "scale-fits", "scale-batch",
 ]
 HEADER = """# Benchmark results

