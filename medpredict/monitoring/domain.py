@@ -22,8 +22,10 @@ estimate, and Kish's effective sample size ``(sum w)^2 / sum w^2`` says how many
 equally weighted rows they are worth.
 
 Support: when more than 5% of the period's rows (``support_share``) have ``p > 0.99``,
-many period patients are of a kind the development data hardly contain, the weights
-cannot make up for it, and the result flags the target as out of the source's support.
+or the domain AUROC is at least 0.95 (the two populations barely overlap; shallow
+trees seldom give out-of-fold probabilities above 0.99 even then), many period
+patients are of a kind the development data hardly contain, the weights cannot make up
+for it, and the result flags the target as out of the source's support.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from medpredict.evaluation.metrics import auroc
 
 SUPPORT_P = 0.99
 SUPPORT_SHARE = 0.05
+SEPARABLE_AUROC = 0.95
 
 
 @dataclass(frozen=True)
@@ -172,7 +175,7 @@ def domain_shift(
                          n_boot=n_boot, seed=seed)["auroc"]
     weights = importance_weights(p[: len(reference)], len(reference), len(current), clip)
     beyond = float(np.mean(p[len(reference):] > SUPPORT_P))
-    out = beyond > support_share
+    out = beyond > support_share or estimate.value >= SEPARABLE_AUROC
     ess = kish_ess(weights)
     return DomainShift(
         auroc=estimate,
@@ -196,9 +199,9 @@ def _reason(estimate: Estimate, ess: float, n_reference: int, beyond: float,
                 f"(domain AUROC {estimate}; the interval includes 0.5).")
     weighted = (f" Reweighted to resemble the period, the {n_reference} development rows "
                 f"are worth {ess:.0f} (effective sample size).")
-    support = (
-        f" {beyond:.0%} of the period's rows are almost surely not development-like "
-        f"(p > 0.99): the target lies outside the development data's support, and "
-        f"reweighting cannot correct for it." if out else ""
-    )
+    why = (f"{beyond:.0%} of the period's rows are almost surely not development-like "
+           f"(p > 0.99)" if beyond > SUPPORT_SHARE else
+           "the two populations can be told apart almost perfectly")
+    support = (f" {why}: the target lies outside the development data's support, and "
+               "reweighting cannot correct for it." if out else "")
     return told + weighted + support

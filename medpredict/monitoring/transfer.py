@@ -11,8 +11,7 @@ Two situations, each built from the other monitoring modules:
   :func:`medpredict.evaluation.bootstrap.bootstrap_weighted`), beside the label-free
   expected performance of the target's own risks
   (:func:`medpredict.monitoring.performance.expected_performance`), Kish's effective
-  sample size of the weights and the support flag (the domain classifier's, or a
-  domain AUROC of at least 0.95: sites that barely overlap).
+  sample size of the weights and the domain classifier's support flag.
 * **A few target labels** (:func:`adapt_with_labels`, e.g. 50-200 patients). Vergouwe's
   closed test (:func:`medpredict.monitoring.closed_test.closed_test`) chooses between the
   original model, recalibration in the large, logistic recalibration and model revision.
@@ -36,12 +35,11 @@ import pandas as pd
 from medpredict.evaluation.bootstrap import Estimate, bootstrap_weighted
 from medpredict.evaluation.weighted import BinaryScorer
 from medpredict.monitoring.closed_test import ORIGINAL, ClosedTestResult, closed_test
-from medpredict.monitoring.domain import DomainShift, domain_shift
+from medpredict.monitoring.domain import SUPPORT_SHARE, DomainShift, domain_shift
 from medpredict.monitoring.performance import REALISED, expected_performance
 
 FEW_EFFECTIVE_ROWS = 100
 """Below this effective sample size the reweighted intervals rest on few rows."""
-SEPARABLE_AUROC = 0.95
 """A domain AUROC at least this high: the two sites barely overlap."""
 EVENTS_PER_PARAMETER = 10
 """Fewer target events than this per revision parameter: the revision is unstable."""
@@ -61,9 +59,8 @@ class TransferEstimate:
         intercept 0 and slope 1 by assumption).
     domain : the domain classifier's result (AUROC, weights, support).
     ess : Kish's effective sample size of the weights.
-    out_of_support : whether the target lies outside the source's support: the domain
-        classifier's support flag, or a domain AUROC of at least 0.95 (the sites
-        barely overlap even when few out-of-fold probabilities pass 0.99).
+    out_of_support : whether the target lies outside the source's support (the
+        domain classifier's flag).
     summary : the result in words.
     n_source, n_target : rows on each side.
     """
@@ -173,7 +170,7 @@ def reweighted_performance(
     weighted = _scored(y, p, domain.weights, n_boot, seed)
     unweighted = _scored(y, p, None, n_boot, seed)
     expected = expected_performance(q)
-    out = domain.out_of_support or domain.auroc.value >= SEPARABLE_AUROC
+    out = domain.out_of_support
     return TransferEstimate(
         weighted=weighted,
         unweighted=unweighted,
@@ -192,7 +189,7 @@ def _summary(weighted: dict[str, Estimate], unweighted: dict[str, Estimate],
     parts = []
     if out:
         why = (f"{domain.share_beyond_support:.0%} of its rows are of a kind the source "
-               f"hardly contains" if domain.out_of_support else
+               f"hardly contains" if domain.share_beyond_support > SUPPORT_SHARE else
                f"the domain classifier tells the sites apart almost perfectly (AUROC "
                f"{domain.auroc.value:.3f})")
         parts.append(
