@@ -19,6 +19,7 @@ import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from typer.core import TyperGroup
 
 from medpredict.artifact import ArtifactError
@@ -584,8 +585,9 @@ def watch(
                      realised, f"{row['prediction_psi']:.2f}", f"{row['domain_auroc']:.2f}",
                      str(row["drifted_features"]), "yes" if row["alert"] else "")
     console.print(grid)
-    for alert in result.alerts:
-        console.print(f"[yellow]alert[/] {alert}", highlight=False, soft_wrap=True)
+    for alert in result.alerts:  # column names may hold brackets: not markup
+        console.print(Text.assemble(("alert ", "yellow"), alert), highlight=False,
+                      soft_wrap=True)
     console.print(f"report: [bold]{report.resolve()}[/]")
 
 
