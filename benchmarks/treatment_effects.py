@@ -49,6 +49,7 @@ from medpredict.effects.learners import (
     XLearner,
     cross_fitted_scores,
 )
+from medpredict.effects.outcome import ipcw_risk
 from medpredict.evaluation.survival import KaplanMeier
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,9 +140,8 @@ def actg() -> list[str]:
     features = X.drop(columns=["tx", "txgrp"])
     matrix = pd.get_dummies(features, drop_first=True).astype(float).to_numpy()
     time_, event = y["time"].astype(float), y["censor"].astype(bool)
-    censoring = KaplanMeier.fit(time_, event, reverse=True)
-    before = censoring(np.maximum(time_ - 1e-9, 0))
-    outcome = np.where(event & (time_ <= HORIZON), 1.0 / before, 0.0)
+    censoring = KaplanMeier.fit(time_, event, reverse=True)  # reported below
+    outcome = ipcw_risk(time_, event, HORIZON)
     folds = StratifiedKFold(5, shuffle=True, random_state=0)
     effect = np.empty(t.size)
     for train, test in folds.split(matrix, t):

@@ -44,13 +44,27 @@ def pehe(true_effect: np.ndarray, estimated: np.ndarray) -> float:
     return float(np.sqrt(np.mean((np.asarray(estimated) - np.asarray(true_effect)) ** 2)))
 
 
-def _rate_values(_: np.ndarray, benefit: np.ndarray, scores: np.ndarray) -> dict[str, float]:
-    order = np.argsort(-benefit, kind="stable")
-    ranked = scores[order]
+def toc_curve(benefit: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The targeting operator characteristic: ``(q, TOC(q))`` at ``q = k / n``.
+
+    ``TOC(q)`` is how much more the top ``q`` share of patients, ranked by ``benefit``,
+    benefit (mean of their ``scores``) than everyone does.
+
+    Examples
+    --------
+    >>> q, toc = toc_curve(np.array([3.0, 2.0, 1.0]), np.array([0.3, 0.0, -0.3]))
+    >>> q.round(2).tolist(), toc.round(2).tolist()
+    ([0.33, 0.67, 1.0], [0.3, 0.15, 0.0])
+    """
+    ranked = np.asarray(scores, dtype=float)[np.argsort(-np.asarray(benefit), kind="stable")]
     n = ranked.size
-    top = np.cumsum(ranked) / np.arange(1, n + 1) - ranked.mean()  # TOC at q = k / n
-    q = np.arange(1, n + 1) / n
-    return {"autoc": float(top.mean()), "qini": float(np.mean(q * top))}
+    toc = np.cumsum(ranked) / np.arange(1, n + 1) - ranked.mean()
+    return np.arange(1, n + 1) / n, toc
+
+
+def _rate_values(_: np.ndarray, benefit: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    q, toc = toc_curve(benefit, scores)
+    return {"autoc": float(toc.mean()), "qini": float(np.mean(q * toc))}
 
 
 def rate(

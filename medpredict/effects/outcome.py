@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medpredict.evaluation.survival import KaplanMeier
+from medpredict.evaluation.survival import event_weights
 
 
 def ipcw_risk(time: np.ndarray, event: np.ndarray, horizon: float) -> np.ndarray:
@@ -36,12 +36,7 @@ def ipcw_risk(time: np.ndarray, event: np.ndarray, horizon: float) -> np.ndarray
     event : True where follow-up ended with the event.
     horizon : the time by which the event counts.
     """
-    time = np.asarray(time, dtype=float)
-    event = np.asarray(event, dtype=bool)
-    censoring = KaplanMeier.fit(time, event, reverse=True)
-    before = censoring(np.nextafter(time, -np.inf))
-    counted = event & (time <= horizon)
-    return np.where(counted, 1.0 / np.maximum(before, 1e-12), 0.0)
+    return event_weights(time, event) * (np.asarray(time, dtype=float) <= horizon)
 
 
 @dataclass

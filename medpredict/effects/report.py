@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from medpredict.effects.evaluation import toc_curve
 from medpredict.effects.results import EffectStudyResult
 from medpredict.evaluation.bootstrap import Estimate
 from medpredict.report.html import Section, callout, escape, figure, render, table
@@ -120,13 +121,9 @@ def _overlap_section(result: EffectStudyResult) -> Section:
 
 def _toc_figure(result: EffectStudyResult) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    scores = result.scores
     for name, candidate in result.candidates.items():
-        ranked = scores[np.argsort(-candidate.benefit, kind="stable")]
-        n = ranked.size
-        toc = np.cumsum(ranked) / np.arange(1, n + 1) - ranked.mean()
-        ax.plot(np.arange(1, n + 1) / n, 100 * toc, label=name,
-                linewidth=2 if name == result.best_name else 1)
+        q, toc = toc_curve(candidate.benefit, result.scores)
+        ax.plot(q, 100 * toc, label=name, linewidth=2 if name == result.best_name else 1)
     ax.axhline(0, color="grey", linewidth=1)
     ax.set_xlabel("share of patients treated, highest estimated benefit first")
     ax.set_ylabel("benefit over the average (points)")

@@ -65,6 +65,30 @@ class KaplanMeier:
         return np.where(idx < 0, 1.0, self.survival[np.maximum(idx, 0)])
 
 
+def event_weights(time: np.ndarray, event: np.ndarray) -> np.ndarray:
+    """``event_i / G(time_i-)``: inverse-probability-of-censoring weights of the events.
+
+    ``G(t-)``, the probability of still being followed just before ``t``, is the reverse
+    Kaplan–Meier curve's value before its step at ``t``; censored rows weigh 0. Weighted
+    by these, the observed events stand for the events of everyone, censored or not,
+    when censoring is independent of the event.
+
+    Examples
+    --------
+    >>> event_weights(np.array([50.0, 100.0, 150.0, 200.0]),
+    ...               np.array([True, False, True, False])).round(3).tolist()
+    [1.0, 0.0, 1.5, 0.0]
+    """
+    time = np.asarray(time, dtype=float)
+    event = np.asarray(event).astype(bool)
+    g = KaplanMeier.fit(time, event, reverse=True)
+    before = np.searchsorted(g.times, time, side="left") - 1
+    still_followed = np.where(before < 0, 1.0, g.survival[np.maximum(before, 0)])
+    weight = np.divide(1.0, still_followed, out=np.zeros_like(still_followed),
+                       where=still_followed > 0)
+    return np.where(event, weight, 0.0)
+
+
 def _inverse_g(g: KaplanMeier, t: np.ndarray) -> np.ndarray:
     value = g(t)
     return np.divide(1.0, value, out=np.zeros_like(value), where=value > 0)

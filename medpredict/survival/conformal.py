@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 
 from medpredict.evaluation.bootstrap import Estimate, bootstrap
-from medpredict.evaluation.survival import KaplanMeier
+from medpredict.evaluation.survival import event_weights
 from medpredict.survival.scoring import SurvivalPredictions
 
 QUANTILE_GRID = np.round(np.arange(1, 101) * 0.005, 3)
@@ -145,20 +145,6 @@ def lower_bounds(curves: np.ndarray, times: np.ndarray, quantile: float) -> np.n
     return np.where(missing, np.nan, bounds)
 
 
-def _miss_weights(time: np.ndarray, event: np.ndarray) -> np.ndarray:
-    """``event_i / G(time_i-)``: each event's weight in the estimated miscoverage.
-
-    ``G(t-)``, the probability of still being followed just before ``t``, is the reverse
-    Kaplan–Meier curve's value before its step at ``t``.
-    """
-    g = KaplanMeier.fit(time, event, reverse=True)
-    before = np.searchsorted(g.times, time, side="left") - 1
-    still_followed = np.where(before < 0, 1.0, g.survival[np.maximum(before, 0)])
-    weight = np.divide(1.0, still_followed, out=np.zeros_like(still_followed),
-                       where=still_followed > 0)
-    return np.where(event, weight, 0.0)
-
-
 def calibrate_lower_bound(
     predictions: SurvivalPredictions,
     time: np.ndarray,
@@ -191,7 +177,7 @@ def calibrate_lower_bound(
                          f"{event.size} event flags")
     if np.isnan(curves).any():
         raise ValueError("calibration curves hold NaN: every row needs a prediction")
-    weight = _miss_weights(time, event)
+    weight = event_weights(time, event)
     running = _running_minimum(curves)
     grid_times = np.asarray(predictions.times, dtype=float)
     n = time.size
@@ -252,7 +238,7 @@ def lower_bound_coverage(
     event = np.asarray(event).astype(bool)[known]
     if not known.any():
         return Estimate(float("nan"), float("nan"), float("nan"))
-    missed = _miss_weights(time, event) * (time < bounds[known])
+    missed = event_weights(time, event) * (time < bounds[known])
 
     def coverage(_: np.ndarray, terms: np.ndarray) -> dict[str, float]:
         return {"coverage": 1.0 - float(np.mean(terms))}
